@@ -1,0 +1,185 @@
+"""news-etl: discover -> parse -> normalize -> validate -> publish, each stage a Prefect task.
+
+The flow only composes `pipeline` functions; tasks pass paths and counts, never
+DataFrames. Retries are on the I/O tasks only. Nothing is cached between runs
+(NO_CACHE): incrementality is the pipeline's own state, not Prefect's cache.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from pipeline import publish as publishing
+from pipeline import runs
+from pipeline.config import DEFAULT_INPUT, DEFAULT_OUTPUT, RunConfig
+from pipeline.discover import discover, read_manifest, write_manifest
+from pipeline.lock import output_lock
+from pipeline.normalize import normalize
+from pipeline.progress import batch_progress
+from pipeline.stage import stage_all
+from pipeline.validate import ValidationReport, validate_publication
+
+
+class ValidationFailed(Exception):
+    """Critical expectations failed; nothing was published."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        self.report = report
+        lines = [o.line() for o in report.critical_failures]
+        super().__init__(
+            f"validation failed ({len(lines)} critical expectations); nothing published\n" + "\n".join(lines)
+        )
+
+
+# --- Discover: list the archive's files --------------------------------------------------------
+@task(name="discover-files", retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def discover_files(config: RunConfig, manifest: Path) -> int:
+    """List every *.md file under the input into the run's manifest."""
+    files = discover(config.input_dir)
+    write_manifest(files, manifest)
+    return len(files)
+
+
+# --- Parse: documents to staging Parquet ------------------------------------------------------
+@task(name="parse-documents", cache_policy=NO_CACHE)
+def parse_documents(config: RunConfig, manifest: Path, staging: Path) -> dict[str, int]:
+    """Read and parse the manifest's files, in batches on all cores, into staging Parquet."""
+    files = read_manifest(manifest)
+    with batch_progress(len(files), enabled=config.show_progress) as advance:
+        results = stage_all(files, staging, config.today, config.batch_size, config.workers, advance)
+    return {
+        "parsed": sum(r.parsed for r in results),
+        "rejected": sum(r.rejected for r in results),
+        "skipped": sum(r.skipped for r in results),
+    }
+
+
+# --- Normalize: staging to the published tables -----------------------------------------------
+@task(name="normalize-tables", cache_policy=NO_CACHE)
+def normalize_tables(config: RunConfig, staging: Path, publication: Path, work: Path) -> dict[str, int]:
+    """Derive events, sources, tags, relations, files and quarantine with DuckDB."""
+    return normalize(staging, publication, work, threads=config.workers)
+
+
+# --- Validate: Great Expectations over the new publication ------------------------------------
+@task(name="validate-tables", cache_policy=NO_CACHE)
+def validate_tables(config: RunConfig, publication: Path, run_id: str, files_seen: int) -> ValidationReport:
+    """Run the expectation suites; critical failures block the publish."""
+    return validate_publication(
+        publication,
+        config.layout.validation,
+        run_id,
+        files_seen,
+        config.today,
+        threads=config.workers,
+    )
+
+
+# --- Publish: make the publication current -----------------------------------------------------
+@task(name="publish-tables", retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def publish_tables(config: RunConfig, run_id: str) -> Path:
+    """Swap the catalog and the `current` link to the new publication; prune old ones."""
+    return publishing.publish(config.layout, run_id, config.keep_publications)
+
+
+@flow(name="news-etl", log_prints=False)
+def news_etl(
+    input: str = str(DEFAULT_INPUT),
+    output: str = str(DEFAULT_OUTPUT),
+    full_refresh: bool = False,
+    wait_for_lock: bool = False,
+    workers: int | None = None,
+    batch_size: int = 2000,
+    show_progress: bool = False,
+) -> dict[str, Any]:
+    """Build, validate and publish the news tables from an event archive."""
+    options: dict[str, Any] = {"full_refresh": full_refresh, "batch_size": batch_size}
+    if workers:
+        options["workers"] = workers
+    config = RunConfig(Path(input), Path(output), show_progress=show_progress, **options)
+    layout = config.layout
+    with output_lock(layout.lock, wait=wait_for_lock):
+        started = dt.datetime.now(dt.UTC)
+        record = runs.RunRecord(run_id=runs.new_run_id(started), started_at=started)
+        work = layout.run_work(record.run_id)
+        publication = layout.publication(record.run_id)
+        try:
+            record.files_seen = discover_files(config, work / "discovered.parquet")
+            parsed = parse_documents(config, work / "discovered.parquet", work / "staging")
+            counts = normalize_tables(config, work / "staging", publication, work)
+            record.events = counts["events"]
+            record.parsed = counts["events"]
+            record.rejected = parsed["rejected"]
+            record.skipped = parsed["skipped"]
+            record.duplicates = parsed["parsed"] - counts["events"]
+            record.quarantined = counts["quarantine"]
+            report = validate_tables(config, publication, record.run_id, record.files_seen)
+            record.validation_passed = report.passed
+            record.finished_at = dt.datetime.now(dt.UTC)
+            record.published = report.passed
+            log = runs.append(layout.run_log, record)
+            if not report.passed:
+                publishing.discard(publication)
+                _report(record, report, None)
+                raise ValidationFailed(report)
+            runs.write_table(log, publication / "runs.parquet")
+            publish_tables(config, record.run_id)
+        except BaseException:
+            publishing.discard(publication)
+            raise
+        finally:
+            publishing.discard(work)
+        _report(record, report, layout.catalog)
+        get_run_logger().info("published %s events to %s", record.events, layout.catalog)
+        return asdict(record) | {
+            "catalog": str(layout.catalog),
+            "publication": str(publication),
+            "validation_report": str(report.report_path),
+            "data_docs": str(report.docs_index) if report.docs_index else None,
+            "warnings": [o.line() for o in report.warnings],
+            "rejected_by_reason": _rejected_by_reason(publication),
+        }
+
+
+def _rejected_by_reason(publication: Path) -> dict[str, int]:
+    import duckdb
+
+    path = publication / "files.parquet"
+    rows = duckdb.execute(
+        "SELECT reason, count(*) FROM read_parquet(?) WHERE status <> 'parsed' GROUP BY 1 ORDER BY 1",
+        [str(path)],
+    ).fetchall()
+    return dict(rows)
+
+
+def _report(record: runs.RunRecord, report: ValidationReport, catalog: Path | None) -> None:
+    """Prefect artifacts: the run's counts as a table, and a markdown summary with the paths."""
+    create_table_artifact(
+        key="news-etl-counts",
+        table=[
+            {"measure": name, "value": value}
+            for name, value in asdict(record).items()
+            if isinstance(value, int | bool) or value is None
+        ],
+        description=f"Counts of run {record.run_id}",
+    )
+    status = "published" if record.published else "NOT published (critical validation failures)"
+    failures = "\n".join(f"- {o.line()}" for o in report.critical_failures + report.warnings) or "- none"
+    create_markdown_artifact(
+        key="news-etl-summary",
+        markdown=(
+            f"# news-etl run {record.run_id}\n\n"
+            f"**{status}**: {record.events} events from {record.files_seen} files "
+            f"({record.rejected} rejected, {record.duplicates} duplicates, {record.skipped} skipped).\n\n"
+            f"- Catalog: `{catalog}`\n- Validation report: `{report.report_path}`\n"
+            f"- Data Docs: `{report.docs_index}`\n\n## Failed expectations\n{failures}\n"
+        ),
+        description=f"Summary of run {record.run_id}",
+    )

@@ -1,0 +1,86 @@
+"""Run configuration and every path the pipeline writes, built in one place."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_INPUT = Path("examples/news")
+DEFAULT_OUTPUT = Path("output")
+
+
+def utc_today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run depends on. Paths are absolute so no stage depends on the cwd."""
+
+    input_dir: Path
+    output_dir: Path
+    full_refresh: bool = False
+    batch_size: int = 2000
+    workers: int = field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 8)))
+    keep_publications: int = 3
+    today: dt.date = field(default_factory=utc_today)
+    show_progress: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_dir", Path(self.input_dir).resolve())
+        object.__setattr__(self, "output_dir", Path(self.output_dir).resolve())
+        if self.batch_size < 1 or self.workers < 1 or self.keep_publications < 1:
+            raise ValueError("batch_size, workers and keep_publications must be at least 1")
+
+    @property
+    def layout(self) -> OutputLayout:
+        return OutputLayout(self.output_dir)
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """The output folder: the catalog, versioned publications and the working area."""
+
+    root: Path
+
+    @property
+    def catalog(self) -> Path:
+        return self.root / "news.duckdb"
+
+    @property
+    def publications(self) -> Path:
+        return self.root / "publications"
+
+    def publication(self, run_id: str) -> Path:
+        return self.publications / run_id
+
+    @property
+    def current(self) -> Path:
+        """Symlink to the current publication: `OUTPUT/current/<table>.parquet`."""
+        return self.root / "current"
+
+    @property
+    def work(self) -> Path:
+        return self.root / ".work"
+
+    def run_work(self, run_id: str) -> Path:
+        return self.work / run_id
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def run_log(self) -> Path:
+        """Every run, published or not; the `runs` table is a copy of it."""
+        return self.state / "runs.parquet"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def validation(self) -> Path:
+        return self.root / "validation"

@@ -1,0 +1,83 @@
+"""Markdown inline links `[text](target)` with balanced brackets and parentheses.
+
+The archive's link texts may contain `[...]` and its URLs `(...)`
+(`https://en.wikipedia.org/wiki/Battle_of_Mosul_(2016–2017)`). A regex handles
+the common flat case; a small scanner handles nesting of any depth without
+recursion, so hostile input (thousands of nested brackets) cannot blow the stack.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Flat text, target with at most one level of parentheses: the overwhelmingly common case.
+_FAST_LINK = re.compile(r"\[([^\[\]\\]*)\]\(((?:[^()\s\\]|\([^()\s\\]*\))*)\)")
+# In running text `![alt](src)` is an image; its text is the alt text.
+_FAST_LINK_OR_IMAGE = re.compile("!?" + _FAST_LINK.pattern)
+
+
+def _close(text: str, start: int, open_ch: str, close_ch: str) -> int:
+    """Index of the delimiter closing the one at `start`, honouring nesting and backslash escapes;
+    -1 if it never closes."""
+    depth = 0
+    i = start
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == open_ch:
+            depth += 1
+        elif ch == close_ch:
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def match_link(text: str, pos: int = 0) -> tuple[str, str, int] | None:
+    """Parse a link starting exactly at `text[pos] == '['`: (link text, target, end index)."""
+    fast = _FAST_LINK.match(text, pos)
+    if fast is not None:
+        return fast[1], fast[2], fast.end()
+    if pos >= len(text) or text[pos] != "[":
+        return None
+    close_bracket = _close(text, pos, "[", "]")
+    if close_bracket < 0 or close_bracket + 1 >= len(text) or text[close_bracket + 1] != "(":
+        return None
+    close_paren = _close(text, close_bracket + 1, "(", ")")
+    if close_paren < 0:
+        return None
+    return text[pos + 1 : close_bracket], text[close_bracket + 2 : close_paren], close_paren + 1
+
+
+def strip_links(text: str) -> str:
+    """Replace every inline link (and image) `[text](url)` by its text."""
+    if "](" not in text:
+        return text
+    text = _FAST_LINK_OR_IMAGE.sub(_link_text, text)
+    if "](" not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    while True:
+        j = text.find("[", i)
+        if j < 0:
+            break
+        found = match_link(text, j)
+        if found is None:
+            out.append(text[i : j + 1])
+            i = j + 1
+            continue
+        prefix = text[i:j]
+        out.append(prefix[:-1] if prefix.endswith("!") else prefix)
+        out.append(found[0])
+        i = found[2]
+    out.append(text[i:])
+    return "".join(out)
+
+
+def _link_text(match: re.Match[str]) -> str:
+    return match[1]

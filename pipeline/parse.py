@@ -1,0 +1,225 @@
+"""Parse one event document (contract section 1) into plain Python values.
+
+Pure: bytes in, a `ParsedEvent` or a `Rejected` out; no I/O, never raises on
+any input (property-tested). Items that cannot be accepted are returned as
+quarantine entries so that nothing in a kept event is lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import NamedTuple
+
+from pipeline.domains import is_web_url
+from pipeline.ids import event_path_identity, make_event_id, related_link_identity, slugify
+from pipeline.links import match_link, strip_links
+
+MIN_DATE = dt.date(1900, 1, 1)
+BOM = "\ufeff"
+
+# Reject reasons (files.reason) and quarantine reasons (quarantine.reason).
+EMPTY = "empty"
+ENCODING = "encoding"
+MISSING_DATE = "missing_date"
+INVALID_DATE = "invalid_date"
+DATE_OUT_OF_RANGE = "date_out_of_range"
+MISSING_TITLE = "missing_title"
+BAD_URL = "bad_url"
+BAD_LINK = "bad_link"
+EXTRA_COVER_IMAGE = "extra_cover_image"
+NOT_A_LIST_ITEM = "not_a_list_item"
+
+SECTION_SOURCE = "source"
+SECTION_RELATED = "related"
+
+_DATE_LINE = re.compile(r"^###[ \t]+\[[ \t]*(\d{4})-(\d{2})-(\d{2})[ \t]*\](?:\(.*\))?[ \t]*$")
+# A date heading whose bracket holds something that is not YYYY-MM-DD (`### [2015-2-30](..)`).
+_DATE_LIKE_LINE = re.compile(r"^###[ \t]+\[[^\]]*\d[^\]]*\]")
+_TITLE_LINE = re.compile(r"^#(?:[ \t]|$)")
+_ITEM = re.compile(r"^[ \t]*(?:\d+[.)]|[-*+])(?:[ \t]+(.*?))?[ \t]*$")
+_CONTEXT = re.compile(r"[ \t]*[_*]Context:[ \t]*(.*?)[ \t]*[_*][ \t]*$")
+_LINE_BREAKS = re.compile(r"\r\n?")
+
+
+class Source(NamedTuple):
+    position: int
+    name: str
+    url: str
+
+
+class Relation(NamedTuple):
+    position: int
+    related_event_id: str
+    related_title: str
+    related_date: dt.date
+    contexts: tuple[str, ...]
+
+
+class QuarantinedLine(NamedTuple):
+    section: str
+    line_number: int
+    raw: str
+    reason: str
+
+
+class ParsedEvent(NamedTuple):
+    event_id: str
+    event_date: dt.date
+    title: str
+    summary: str
+    slug: str
+    cover_image_url: str | None
+    sources: list[Source]
+    relations: list[Relation]
+    quarantine: list[QuarantinedLine]
+
+
+class Rejected(NamedTuple):
+    reason: str
+    detail: str
+
+
+def decode(data: bytes) -> str | Rejected:
+    """UTF-8 text with the BOM dropped and every line ending turned into LF."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejected(ENCODING, f"not valid UTF-8 at byte {exc.start}")
+    if text.startswith(BOM):
+        text = text[1:]
+    if "\r" in text:
+        text = _LINE_BREAKS.sub("\n", text)
+    return text
+
+
+def parse_document(data: bytes, rel_path: str, today: dt.date) -> ParsedEvent | Rejected:
+    """Parse one file's bytes; `today` is the UTC date the date range is checked against."""
+    text = decode(data)
+    if isinstance(text, Rejected):
+        return text
+    if not text.strip():
+        return Rejected(EMPTY, "the file has no content")
+    lines = text.split("\n")
+
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    date_match = _DATE_LINE.match(lines[first].strip()) if first is not None else None
+    if date_match is None:
+        if first is not None and _DATE_LIKE_LINE.match(lines[first].strip()):
+            return Rejected(INVALID_DATE, f"not a YYYY-MM-DD date: {lines[first].strip()[:80]!r}")
+        return Rejected(MISSING_DATE, "the first non-blank line is not '### [YYYY-MM-DD](...)'")
+    try:
+        event_date = dt.date(int(date_match[1]), int(date_match[2]), int(date_match[3]))
+    except ValueError:
+        return Rejected(
+            INVALID_DATE, f"not a calendar day: {date_match[1]}-{date_match[2]}-{date_match[3]}"
+        )
+    if event_date < MIN_DATE or event_date > today + dt.timedelta(days=1):
+        return Rejected(DATE_OUT_OF_RANGE, f"{event_date} is before 1900-01-01 or after tomorrow")
+
+    title_at = next((i for i in range(first + 1, len(lines)) if _TITLE_LINE.match(lines[i])), None)
+    title = lines[title_at][1:].strip() if title_at is not None else ""
+    if not title:
+        return Rejected(MISSING_TITLE, "no non-empty '# ' title line after the date")
+
+    body_end = next(
+        (i for i in range(title_at + 1, len(lines)) if lines[i].startswith("### ")), len(lines)
+    )
+    summary = _plain_text(lines[title_at + 1 : body_end])
+
+    identity = event_path_identity(rel_path)
+    if identity is not None:
+        id_date, slug = identity
+    else:
+        id_date, slug = event_date, slugify(title)
+
+    sources: list[Source] = []
+    relations: list[Relation] = []
+    quarantine: list[QuarantinedLine] = []
+    cover_image_url: str | None = None
+    section: str | None = None
+    for number in range(body_end, len(lines)):
+        line = lines[number]
+        if line.startswith("### "):
+            section = _section_name(line)
+            continue
+        if section is None or not line.strip():
+            continue
+        item = _ITEM.match(line)
+        if item is None:
+            quarantine.append(QuarantinedLine(section, number + 1, line, NOT_A_LIST_ITEM))
+            continue
+        content = item[1] or ""
+        if section == SECTION_SOURCE:
+            link = match_link(content) if content.startswith("[") else None
+            url = link[1].strip() if link else ""
+            if link is None or not is_web_url(url):
+                quarantine.append(QuarantinedLine(section, number + 1, line, BAD_URL))
+                continue
+            name = link[0].strip()
+            if name.casefold() == "cover image":
+                if cover_image_url is None:
+                    cover_image_url = url
+                else:
+                    quarantine.append(QuarantinedLine(section, number + 1, line, EXTRA_COVER_IMAGE))
+                continue
+            sources.append(Source(len(sources) + 1, name, url))
+        else:
+            link = match_link(content) if content.startswith("[") else None
+            target = related_link_identity(link[1].strip()) if link else None
+            if target is None:
+                quarantine.append(QuarantinedLine(section, number + 1, line, BAD_LINK))
+                continue
+            related_date, related_slug = target
+            context = _CONTEXT.match(content, link[2])
+            contexts = _split_contexts(context[1]) if context else ()
+            relations.append(
+                Relation(
+                    len(relations) + 1,
+                    make_event_id(related_date, related_slug),
+                    link[0].strip(),
+                    related_date,
+                    contexts,
+                )
+            )
+
+    return ParsedEvent(
+        event_id=make_event_id(id_date, slug),
+        event_date=event_date,
+        title=title,
+        summary=summary,
+        slug=slug,
+        cover_image_url=cover_image_url,
+        sources=sources,
+        relations=relations,
+        quarantine=quarantine,
+    )
+
+
+def _section_name(heading: str) -> str | None:
+    """`### Source:` / `### Sources:` / `### Related:` (any case, colon optional); others None."""
+    name = heading[4:].strip().rstrip(":").strip().casefold()
+    if name in ("source", "sources"):
+        return SECTION_SOURCE
+    if name == "related":
+        return SECTION_RELATED
+    return None
+
+
+def _split_contexts(text: str) -> tuple[str, ...]:
+    return tuple(part for part in (p.strip() for p in text.split(", ")) if part)
+
+
+def _plain_text(lines: list[str]) -> str:
+    """Links become their text, whitespace in a paragraph collapses, paragraphs join by a blank line."""
+    paragraphs: list[str] = []
+    current: list[str] = []
+    for line in lines:
+        if line.strip():
+            current.append(line)
+        elif current:
+            paragraphs.append(" ".join(strip_links(" ".join(current)).split()))
+            current = []
+    if current:
+        paragraphs.append(" ".join(strip_links(" ".join(current)).split()))
+    return "\n\n".join(p for p in paragraphs if p)

@@ -1,0 +1,70 @@
+"""Make a finished publication current, atomically.
+
+A publication is a folder `OUTPUT/publications/<run_id>/` of Parquet files that
+is complete before anything points at it. The catalog `news.duckdb` (views
+over absolute Parquet paths, so it works from any working directory) is built
+beside the old one and swapped in with a rename; `OUTPUT/current` is a symlink
+swapped the same way. A reader sees the previous publication or the new one,
+never a mix.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+
+from pipeline.config import OutputLayout
+from pipeline.normalize import MODELS, sql_literal
+
+TABLES: tuple[str, ...] = (*MODELS, "runs")
+
+
+def build_catalog(catalog: Path, publication: Path) -> None:
+    """Write a DuckDB file with one view per table over the publication's Parquet."""
+    tmp = catalog.with_name(f".{catalog.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        for table in TABLES:
+            path = sql_literal(str((publication / f"{table}.parquet").resolve()))
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({path})")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    os.replace(tmp, catalog)
+
+
+def point_current(layout: OutputLayout, run_id: str) -> None:
+    tmp = layout.root / f".current.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    os.symlink(Path("publications") / run_id, tmp)
+    os.replace(tmp, layout.current)
+
+
+def publish(layout: OutputLayout, run_id: str, keep: int) -> Path:
+    """Make `run_id`'s publication current and drop all but the newest `keep` publications."""
+    publication = layout.publication(run_id)
+    build_catalog(layout.catalog, publication)
+    point_current(layout, run_id)
+    prune(layout, keep, protect=run_id)
+    return publication
+
+
+def list_publications(layout: OutputLayout) -> list[str]:
+    """Complete publications, oldest first (run ids sort by time)."""
+    if not layout.publications.is_dir():
+        return []
+    return sorted(p.name for p in layout.publications.iterdir() if (p / "runs.parquet").exists())
+
+
+def prune(layout: OutputLayout, keep: int, protect: str) -> None:
+    for run_id in list_publications(layout)[:-keep]:
+        if run_id != protect:
+            shutil.rmtree(layout.publication(run_id), ignore_errors=True)
+
+
+def discard(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

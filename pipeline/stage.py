@@ -1,0 +1,201 @@
+"""Read and parse batches of input files into staging Parquet, on all cores.
+
+Each batch is parsed into column lists (no per-row dicts) and written as one
+Parquet file per staging table, temp-then-rename, so a batch is either
+complete on disk or absent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from multiprocessing import get_context
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.discover import InputFile
+from pipeline.domains import host_of, registered_domain
+from pipeline.ids import tag_id, tag_key
+from pipeline.parse import ParsedEvent, Rejected, parse_document
+from pipeline.schema import STAGING
+
+DAY_INDEX = "day_index"
+UNREADABLE = "unreadable"
+BAD_FILE_NAME = "bad_file_name"
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    batch: int
+    files: int
+    parsed: int
+    rejected: int
+    skipped: int
+
+
+@lru_cache(maxsize=200_000)
+def _tag_id_of(context: str) -> str:
+    return tag_id(tag_key(context))
+
+
+class _Columns:
+    """Column lists for every staging table of one batch."""
+
+    def __init__(self) -> None:
+        self.cols = {name: {f.name: [] for f in schema} for name, schema in STAGING.items()}
+
+    def file(
+        self,
+        path: str,
+        sha: str | None,
+        size: int | None,
+        status: str,
+        reason: str | None,
+        detail: str | None,
+        event_id: str | None,
+    ) -> None:
+        c = self.cols["stg_files"]
+        c["file_path"].append(path)
+        c["content_sha256"].append(sha)
+        c["bytes"].append(size)
+        c["status"].append(status)
+        c["reason"].append(reason)
+        c["detail"].append(detail)
+        c["event_id"].append(event_id)
+
+    def event(self, path: str, sha: str, ev: ParsedEvent) -> None:
+        c = self.cols["stg_events"]
+        c["file_path"].append(path)
+        c["event_id"].append(ev.event_id)
+        c["event_date"].append(ev.event_date)
+        c["title"].append(ev.title)
+        c["summary"].append(ev.summary)
+        c["slug"].append(ev.slug)
+        c["cover_image_url"].append(ev.cover_image_url)
+        c["source_count"].append(len(ev.sources))
+        c["related_count"].append(len(ev.relations))
+        c["content_sha256"].append(sha)
+
+        s = self.cols["stg_sources"]
+        for src in ev.sources:
+            host = host_of(src.url)
+            s["file_path"].append(path)
+            s["position"].append(src.position)
+            s["name"].append(src.name)
+            s["url"].append(src.url)
+            s["host"].append(host)
+            s["registered_domain"].append(registered_domain(host) if host else None)
+
+        r = self.cols["stg_relations"]
+        rc = self.cols["stg_relation_contexts"]
+        for rel in ev.relations:
+            r["file_path"].append(path)
+            r["position"].append(rel.position)
+            r["related_event_id"].append(rel.related_event_id)
+            r["related_title"].append(rel.related_title)
+            r["related_date"].append(rel.related_date)
+            for context in rel.contexts:
+                rc["file_path"].append(path)
+                rc["position"].append(rel.position)
+                rc["related_event_id"].append(rel.related_event_id)
+                rc["context"].append(context)
+                rc["tag_id"].append(_tag_id_of(context))
+
+        q = self.cols["stg_quarantine"]
+        for line in ev.quarantine:
+            q["file_path"].append(path)
+            q["section"].append(line.section)
+            q["line_number"].append(line.line_number)
+            q["raw"].append(line.raw)
+            q["reason"].append(line.reason)
+
+    def write(self, directory: Path, batch: int) -> None:
+        for name, schema in STAGING.items():
+            table = pa.table(self.cols[name], schema=schema)
+            final = directory / f"{name}-{batch:06d}.parquet"
+            tmp = final.with_suffix(".tmp")
+            pq.write_table(table, tmp, compression="zstd")
+            os.replace(tmp, final)
+
+
+def stage_batch(
+    batch: int, files: Sequence[InputFile], directory: Path, today: dt.date
+) -> BatchResult:
+    """Read, hash and parse one batch of files; write its staging Parquet files."""
+    cols = _Columns()
+    parsed = rejected = skipped = 0
+    for f in files:
+        try:
+            with open(f.os_path, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            reason = "vanished" if isinstance(exc, FileNotFoundError) else UNREADABLE
+            cols.file(f.rel_path, None, None, "rejected", reason, exc.strerror or str(exc), None)
+            rejected += 1
+            continue
+        sha = hashlib.sha256(data).hexdigest()
+        if f.bad_name:
+            cols.file(
+                f.rel_path,
+                sha,
+                len(data),
+                "rejected",
+                BAD_FILE_NAME,
+                "the file name is not valid UTF-8",
+                None,
+            )
+            rejected += 1
+            continue
+        if f.rel_path == "index.md" or f.rel_path.endswith("/index.md"):
+            cols.file(
+                f.rel_path, sha, len(data), "skipped", DAY_INDEX, "a day page, not an event", None
+            )
+            skipped += 1
+            continue
+        result = parse_document(data, f.rel_path, today)
+        if isinstance(result, Rejected):
+            cols.file(f.rel_path, sha, len(data), "rejected", result.reason, result.detail, None)
+            rejected += 1
+            continue
+        cols.file(f.rel_path, sha, len(data), "parsed", None, None, result.event_id)
+        cols.event(f.rel_path, sha, result)
+        parsed += 1
+    cols.write(directory, batch)
+    return BatchResult(batch, len(files), parsed, rejected, skipped)
+
+
+def stage_all(
+    files: Sequence[InputFile],
+    directory: Path,
+    today: dt.date,
+    batch_size: int,
+    workers: int,
+    on_batch: Callable[[BatchResult], None] | None = None,
+) -> list[BatchResult]:
+    """Stage every file in batches; a process pool when there is more than one batch."""
+    directory.mkdir(parents=True, exist_ok=True)
+    batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)] or [[]]
+    results: list[BatchResult] = []
+    if workers == 1 or len(batches) == 1:
+        for number, batch in enumerate(batches):
+            results.append(stage_batch(number, batch, directory, today))
+            if on_batch:
+                on_batch(results[-1])
+        return results
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = [
+            pool.submit(stage_batch, number, batch, directory, today)
+            for number, batch in enumerate(batches)
+        ]
+        for future in futures:
+            results.append(future.result())
+            if on_batch:
+                on_batch(results[-1])
+    return results

@@ -1,0 +1,232 @@
+"""Validate a finished (not yet published) publication with Great Expectations.
+
+Each suite in `expectations/` is a pair of reviewed files:
+`<name>.sql` selects the frame to check from the publication (a table's key
+columns plus derived check columns such as `event_exists`, computed by DuckDB
+over the whole table so that uniqueness and foreign keys stay correct when the
+frame is validated in chunks), and `<name>.json` lists the expectations, each
+with `meta.severity` (`critical` blocks publishing, `warning` is reported) and
+`meta.protects` (what it guards). GX is imported lazily: it costs seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.normalize import connect, sql_literal
+
+CRITICAL = "critical"
+WARNING = "warning"
+SEVERITIES = (CRITICAL, WARNING)
+DEFAULT_EXPECTATIONS = Path(__file__).resolve().parent.parent / "expectations"
+
+
+class SuiteError(Exception):
+    """A suite file is malformed, or GX did not load every expectation it lists."""
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    name: str
+    frame_sql: str
+    expectations: list[dict[str, Any]]
+
+
+@dataclass
+class Outcome:
+    suite: str
+    expectation: str
+    kwargs: dict[str, Any]
+    severity: str
+    protects: str
+    success: bool
+    unexpected_count: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.kwargs.items())
+        detail = f"{self.unexpected_count} unexpected" if self.unexpected_count else "failed"
+        if self.examples:
+            detail += f", e.g. {', '.join(self.examples[:3])}"
+        return f"[{self.severity}] {self.suite}: {self.expectation}({args}): {detail} ({self.protects})"
+
+
+@dataclass
+class ValidationReport:
+    passed: bool
+    outcomes: list[Outcome]
+    report_path: Path
+    docs_index: Path | None
+
+    @property
+    def critical_failures(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.success and o.severity == CRITICAL]
+
+    @property
+    def warnings(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.success and o.severity == WARNING]
+
+
+def load_specs(directory: Path = DEFAULT_EXPECTATIONS) -> list[SuiteSpec]:
+    """Read every `<name>.json` suite with its `<name>.sql` frame; check severities."""
+    specs = []
+    for path in sorted(directory.glob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        sql_path = path.with_suffix(".sql")
+        if not sql_path.exists():
+            raise SuiteError(f"{path.name}: no frame query {sql_path.name}")
+        for exp in doc["expectations"]:
+            meta = exp.get("meta", {})
+            if meta.get("severity") not in SEVERITIES or not meta.get("protects"):
+                raise SuiteError(f"{path.name}: {exp.get('type')} needs meta.severity and meta.protects")
+        specs.append(SuiteSpec(path.stem, sql_path.read_text(encoding="utf-8"), doc["expectations"]))
+    if not specs:
+        raise SuiteError(f"no expectation suites in {directory}")
+    return specs
+
+
+def build_suites(specs: list[SuiteSpec]) -> dict[str, Any]:
+    """GX suites from the specs; raises unless every listed expectation was loaded."""
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    suites = {}
+    for spec in specs:
+        suite = gx.ExpectationSuite(name=spec.name)
+        for exp in spec.expectations:
+            config = ExpectationConfiguration(type=exp["type"], kwargs=exp["kwargs"], meta=exp["meta"])
+            try:
+                suite.add_expectation_configuration(config)
+            except Exception as exc:  # GX raises several types here; all mean "not loaded"
+                raise SuiteError(f"{spec.name}: cannot load {exp['type']}: {exc}") from exc
+        if len(suite.expectations) != len(spec.expectations):
+            raise SuiteError(
+                f"{spec.name}: GX loaded {len(suite.expectations)} of {len(spec.expectations)} expectations"
+            )
+        suites[spec.name] = suite
+    return suites
+
+
+def _gx_context(docs_dir: Path) -> Any:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.add_data_docs_site(
+        site_name="pipeline",
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(docs_dir),
+            },
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    return context
+
+
+def validate_publication(
+    publication: Path,
+    report_dir: Path,
+    run_id: str,
+    files_seen: int,
+    today: dt.date,
+    expectations_dir: Path = DEFAULT_EXPECTATIONS,
+    chunk_rows: int = 1_000_000,
+    threads: int = 2,
+    memory_limit: str = "1GB",
+) -> ValidationReport:
+    """Run every suite over the publication's Parquet; write Data Docs and a JSON report."""
+    import great_expectations as gx
+
+    specs = load_specs(expectations_dir)
+    suites = build_suites(specs)
+    docs_dir = report_dir / "docs"
+    context = _gx_context(docs_dir)
+    source = context.data_sources.add_pandas("publication")
+
+    con = connect(report_dir / ".work", threads, memory_limit)
+    outcomes: dict[tuple[str, int], Outcome] = {}
+    try:
+        for table in (p.stem for p in publication.glob("*.parquet")):
+            path = sql_literal(str(publication / f"{table}.parquet"))
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({path})")
+        con.execute(
+            "CREATE TABLE run_facts AS SELECT CAST(? AS BIGINT) AS files_seen, CAST(? AS DATE) AS max_date",
+            [files_seen, today + dt.timedelta(days=1)],
+        )
+        for spec in specs:
+            suite = context.suites.add(suites[spec.name])
+            batch = source.add_dataframe_asset(spec.name).add_batch_definition_whole_dataframe("frame")
+            definition = context.validation_definitions.add(
+                gx.ValidationDefinition(name=spec.name, data=batch, suite=suite)
+            )
+            checkpoint = context.checkpoints.add(
+                gx.Checkpoint(
+                    name=f"{spec.name}-checkpoint",
+                    validation_definitions=[definition],
+                    actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["pipeline"])],
+                    result_format="SUMMARY",
+                )
+            )
+            reader = con.sql(spec.frame_sql).fetch_record_batch(chunk_rows)
+            chunks = 0
+            for chunk in reader:
+                chunks += 1
+                _collect(spec.name, checkpoint, chunk.to_pandas(), outcomes)
+            if chunks == 0:  # an empty table is still checked (row-count expectations)
+                _collect(spec.name, checkpoint, reader.schema.empty_table().to_pandas(), outcomes)
+    finally:
+        con.close()
+
+    ordered = [outcomes[key] for key in sorted(outcomes)]
+    passed = not any(not o.success and o.severity == CRITICAL for o in ordered)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    report_path = report_dir / f"{run_id}.json"
+    report_path.write_text(
+        json.dumps(
+            {"run_id": run_id, "passed": passed, "outcomes": [asdict(o) for o in ordered]},
+            indent=1,
+            default=str,
+        ),
+        encoding="utf-8",
+    )
+    index = docs_dir / "index.html"
+    return ValidationReport(passed, ordered, report_path, index if index.exists() else None)
+
+
+def _collect(suite: str, checkpoint: Any, frame: Any, outcomes: dict[tuple[str, int], Outcome]) -> None:
+    """Validate one chunk and fold its results into `outcomes` (failing in any chunk fails)."""
+    result = checkpoint.run(batch_parameters={"dataframe": frame})
+    for run_result in result.run_results.values():
+        for number, res in enumerate(run_result.results):
+            config = res.expectation_config
+            key = (suite, number)
+            details = res.result or {}
+            unexpected = int(details.get("unexpected_count") or 0)
+            examples = [str(v) for v in (details.get("partial_unexpected_list") or [])[:3]]
+            found = outcomes.get(key)
+            if found is None:
+                kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id",)}
+                outcomes[key] = Outcome(
+                    suite,
+                    config.type,
+                    kwargs,
+                    config.meta.get("severity", CRITICAL),
+                    config.meta.get("protects", ""),
+                    bool(res.success),
+                    unexpected,
+                    examples,
+                )
+            else:
+                found.success = found.success and bool(res.success)
+                found.unexpected_count += unexpected
+                found.examples = (found.examples + examples)[:3]
