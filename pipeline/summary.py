@@ -13,6 +13,7 @@ def print_summary(result: dict[str, Any]) -> None:
     table.add_row("files seen", str(result["files_seen"]))
     table.add_row("events published", str(result["events"]))
     table.add_row("rejected", str(result["rejected"]))
+    table.add_row("not published, by reason", "")
     for reason, count in result["rejected_by_reason"].items():
         table.add_row(f"  {reason}", str(count))
     table.add_row("duplicates", str(result["duplicates"]))
