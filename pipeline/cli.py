@@ -20,11 +20,15 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="build, validate and publish the tables (runs the Prefect flow)")
     run.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="archive root (default: %(default)s)")
-    run.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="output folder (default: %(default)s)")
+    run.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="output folder (default: %(default)s)"
+    )
     run.add_argument("--full-refresh", action="store_true", help="rebuild from scratch")
     run.add_argument("--wait", action="store_true", help="wait for a run in progress instead of exiting")
     run.add_argument("--workers", type=int, default=None, help="parser processes (default: CPU count)")
-    run.add_argument("--batch-size", type=int, default=2000, help="files per parse batch (default: %(default)s)")
+    run.add_argument(
+        "--batch-size", type=int, default=2000, help="files per parse batch (default: %(default)s)"
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar even in a terminal")
     run.add_argument("--verbose", action="store_true", help="show Prefect's logs on the console")
 
@@ -92,7 +96,9 @@ def _run(args: argparse.Namespace) -> int:
     except OutputLocked as exc:
         return _fail(str(exc))
     except OSError as exc:
-        return _fail(f"{exc.strerror or exc} ({exc.filename or 'output'}); the previous publication is intact")
+        return _fail(
+            f"{exc.strerror or exc} ({exc.filename or 'output'}); the previous publication is intact"
+        )
     from pipeline.summary import print_summary
 
     print_summary(result)

@@ -111,9 +111,7 @@ def parse_document(data: bytes, rel_path: str, today: dt.date) -> ParsedEvent | 
     try:
         event_date = dt.date(int(date_match[1]), int(date_match[2]), int(date_match[3]))
     except ValueError:
-        return Rejected(
-            INVALID_DATE, f"not a calendar day: {date_match[1]}-{date_match[2]}-{date_match[3]}"
-        )
+        return Rejected(INVALID_DATE, f"not a calendar day: {date_match[1]}-{date_match[2]}-{date_match[3]}")
     if event_date < MIN_DATE or event_date > today + dt.timedelta(days=1):
         return Rejected(DATE_OUT_OF_RANGE, f"{event_date} is before 1900-01-01 or after tomorrow")
 
@@ -122,9 +120,7 @@ def parse_document(data: bytes, rel_path: str, today: dt.date) -> ParsedEvent | 
     if not title:
         return Rejected(MISSING_TITLE, "no non-empty '# ' title line after the date")
 
-    body_end = next(
-        (i for i in range(title_at + 1, len(lines)) if lines[i].startswith("### ")), len(lines)
-    )
+    body_end = next((i for i in range(title_at + 1, len(lines)) if lines[i].startswith("### ")), len(lines))
     summary = _plain_text(lines[title_at + 1 : body_end])
 
     identity = event_path_identity(rel_path)

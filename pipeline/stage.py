@@ -125,9 +125,7 @@ class _Columns:
             os.replace(tmp, final)
 
 
-def stage_batch(
-    batch: int, files: Sequence[InputFile], directory: Path, today: dt.date
-) -> BatchResult:
+def stage_batch(batch: int, files: Sequence[InputFile], directory: Path, today: dt.date) -> BatchResult:
     """Read, hash and parse one batch of files; write its staging Parquet files."""
     cols = _Columns()
     parsed = rejected = skipped = 0
@@ -154,9 +152,7 @@ def stage_batch(
             rejected += 1
             continue
         if f.rel_path == "index.md" or f.rel_path.endswith("/index.md"):
-            cols.file(
-                f.rel_path, sha, len(data), "skipped", DAY_INDEX, "a day page, not an event", None
-            )
+            cols.file(f.rel_path, sha, len(data), "skipped", DAY_INDEX, "a day page, not an event", None)
             skipped += 1
             continue
         result = parse_document(data, f.rel_path, today)
@@ -191,8 +187,7 @@ def stage_all(
         return results
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = [
-            pool.submit(stage_batch, number, batch, directory, today)
-            for number, batch in enumerate(batches)
+            pool.submit(stage_batch, number, batch, directory, today) for number, batch in enumerate(batches)
         ]
         for future in futures:
             results.append(future.result())
