@@ -177,7 +177,7 @@ def validate_publication(
                     result_format="SUMMARY",
                 )
             )
-            reader = con.sql(spec.frame_sql).fetch_record_batch(chunk_rows)
+            reader = con.sql(spec.frame_sql).to_arrow_reader(chunk_rows)
             chunks = 0
             for chunk in reader:
                 chunks += 1

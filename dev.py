@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Set-up and entry points that need nothing but Python 3.11.
+
+    python3 dev.py run     # make .venv if needed, then run the pipeline on examples/news into output/
+    python3 dev.py test    # make .venv if needed, then run the test suite
+
+The virtual environment is (re)installed only when pyproject.toml or
+constraints.txt changed since the last install; constraints.txt pins every
+dependency to the versions the suite was run with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PYTHON = VENV / "bin" / "python"
+STAMP = VENV / ".installed"
+
+
+def ensure_env() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"Python 3.11 or newer is required, this is {sys.version.split()[0]}")
+    if not PYTHON.exists():
+        print("creating .venv ...", flush=True)
+        venv.create(VENV, with_pip=True)
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + (ROOT / "constraints.txt").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == want:
+        return
+    print("installing dependencies into .venv (first run only) ...", flush=True)
+    pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[test]"], check=True)
+    STAMP.write_text(want)
+
+
+def main() -> int:
+    command, args = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
+    if command not in ("run", "test"):
+        print(__doc__)
+        return 2
+    ensure_env()
+    os.chdir(ROOT)
+    if command == "run":
+        return subprocess.call([str(PYTHON), "-m", "pipeline", "run", *args])
+    return subprocess.call([str(PYTHON), "-m", "pytest", *args])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
