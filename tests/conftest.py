@@ -74,5 +74,7 @@ def build_tables(input_root: Path, work: Path, batch_size: int = 2000, workers: 
     normalize(work / "staging", work / "publication", work)
     con = duckdb.connect()
     for name in MODELS:
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{work / 'publication' / name}.parquet')")
+        con.execute(
+            f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{work / 'publication' / name}.parquet')"
+        )
     return con

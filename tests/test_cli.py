@@ -8,8 +8,14 @@ from tests.conftest import REPO, TODAY
 
 
 def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_missing_input_fails_with_one_line(tmp_path):
@@ -35,7 +41,9 @@ def test_locked_output_exits_at_once(tmp_path):
 
 
 def test_generate_then_run_from_another_directory(tmp_path):
-    gen = run_cli("generate", "--events", "60", "--output", str(tmp_path / "arch"), "--seed", "5", cwd=tmp_path)
+    gen = run_cli(
+        "generate", "--events", "60", "--output", str(tmp_path / "arch"), "--seed", "5", cwd=tmp_path
+    )
     assert gen.returncode == 0, gen.stderr
     out = run_cli("run", "--input", "arch", "--output", "out", cwd=tmp_path)
     assert out.returncode == 0, out.stderr

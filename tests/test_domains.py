@@ -6,16 +6,19 @@ from pipeline import domains
 from pipeline.domains import host_of, is_web_url, registered_domain
 
 
-@pytest.mark.parametrize(("url", "host", "registered"), [
-    ("https://www.bbc.co.uk/news/x", "bbc.co.uk", "bbc.co.uk"),
-    ("http://news.bbc.co.uk/2/hi/x.stm", "news.bbc.co.uk", "bbc.co.uk"),
-    ("HTTPS://WWW.ABC.NET.AU/news", "abc.net.au", "abc.net.au"),
-    ("https://www.news.com.au/world", "news.com.au", "news.com.au"),
-    ("https://www1.folha.uol.com.br/x", "www1.folha.uol.com.br", "uol.com.br"),
-    ("https://user:pw@Sub.Example.org:8080/p?q=1", "sub.example.org", "example.org"),
-    ("http://192.168.0.1/x", "192.168.0.1", "192.168.0.1"),
-    ("http://localhost/x", "localhost", "localhost"),
-])
+@pytest.mark.parametrize(
+    ("url", "host", "registered"),
+    [
+        ("https://www.bbc.co.uk/news/x", "bbc.co.uk", "bbc.co.uk"),
+        ("http://news.bbc.co.uk/2/hi/x.stm", "news.bbc.co.uk", "bbc.co.uk"),
+        ("HTTPS://WWW.ABC.NET.AU/news", "abc.net.au", "abc.net.au"),
+        ("https://www.news.com.au/world", "news.com.au", "news.com.au"),
+        ("https://www1.folha.uol.com.br/x", "www1.folha.uol.com.br", "uol.com.br"),
+        ("https://user:pw@Sub.Example.org:8080/p?q=1", "sub.example.org", "example.org"),
+        ("http://192.168.0.1/x", "192.168.0.1", "192.168.0.1"),
+        ("http://localhost/x", "localhost", "localhost"),
+    ],
+)
 def test_host_and_registered_domain(url, host, registered):
     assert host_of(url) == host
     assert registered_domain(host) == registered
@@ -26,8 +29,19 @@ def test_web_urls(url):
     assert is_web_url(url)
 
 
-@pytest.mark.parametrize("url", ["ftp://a.com", "//a.com", "/wiki/x", "https://", "https://a.com/a b",
-                                 "javascript:alert(1)", "https://[::1", ""])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://a.com",
+        "//a.com",
+        "/wiki/x",
+        "https://",
+        "https://a.com/a b",
+        "javascript:alert(1)",
+        "https://[::1",
+        "",
+    ],
+)
 def test_not_web_urls(url):
     assert not is_web_url(url)
 

@@ -31,7 +31,11 @@ def test_every_sample_file_is_accounted_for(catalog):
     assert files == [
         ("news/1899/12/31/before-the-archive-begins.md", "rejected", "date_out_of_range"),
         ("news/2014/06/21/index.md", "skipped", "day_index"),
-        ("news/2014/08/3/the-islamic-state-seizes-the-yazidi-dominated-town-of-sinjar.md", "duplicate", "duplicate_event_id"),
+        (
+            "news/2014/08/3/the-islamic-state-seizes-the-yazidi-dominated-town-of-sinjar.md",
+            "duplicate",
+            "duplicate_event_id",
+        ),
         ("news/2015/02/28/february-the-thirtieth.md", "rejected", "invalid_date"),
         ("news/2016/01/1/empty-file.md", "rejected", "empty"),
         ("news/2016/01/1/latin-1-encoded.md", "rejected", "encoding"),
@@ -45,53 +49,128 @@ def test_every_sample_file_is_accounted_for(catalog):
 
 
 def test_quarantine_holds_every_bad_item_as_written(catalog):
-    assert rows(catalog, "SELECT file_path, section, raw, reason FROM quarantine ORDER BY 1, line_number") == [
-        ("inbox/breaking-from-wire.md", "related",
-         "1. [Syrian civil war ceasefire talks resume in Astana. ](https://example.org/news/2023/02/01/talks.md) _Context: Syrian civil war_",
-         "bad_link"),
-        ("inbox/breaking-from-wire.md", "related",
-         "2. [Aid convoys reach Idlib. ](/news/2023/02/10/../../../etc/passwd.md) _Context: Syrian civil war_", "bad_link"),
-        ("news/2014/06/27/american-human-rights-group-human-rights-watch-claims-that-islamic-state-of-iraq-and-the-levant-executed-at-least-160-captives-earlier-this.md",
-         "source", "1. [Twitter](javascript:alert('x'))", "bad_url"),
-        ("news/2019/04/15/a-fire-breaks-out-at-notre-dame-de-paris-cathedral-destroying-its-spire-and-much-of-its-roof.md",
-         "source", "1. [Archive](/wiki/Notre-Dame_de_Paris_fire)", "bad_url"),
+    assert rows(
+        catalog, "SELECT file_path, section, raw, reason FROM quarantine ORDER BY 1, line_number"
+    ) == [
+        (
+            "inbox/breaking-from-wire.md",
+            "related",
+            "1. [Syrian civil war ceasefire talks resume in Astana. ](https://example.org/news/2023/02/01/talks.md) _Context: Syrian civil war_",
+            "bad_link",
+        ),
+        (
+            "inbox/breaking-from-wire.md",
+            "related",
+            "2. [Aid convoys reach Idlib. ](/news/2023/02/10/../../../etc/passwd.md) _Context: Syrian civil war_",
+            "bad_link",
+        ),
+        (
+            "news/2014/06/27/american-human-rights-group-human-rights-watch-claims-that-islamic-state-of-iraq-and-the-levant-executed-at-least-160-captives-earlier-this.md",
+            "source",
+            "1. [Twitter](javascript:alert('x'))",
+            "bad_url",
+        ),
+        (
+            "news/2019/04/15/a-fire-breaks-out-at-notre-dame-de-paris-cathedral-destroying-its-spire-and-much-of-its-roof.md",
+            "source",
+            "1. [Archive](/wiki/Notre-Dame_de_Paris_fire)",
+            "bad_url",
+        ),
     ]
 
 
 def test_encodings_line_endings_and_identity(catalog):
-    got = dict(rows(catalog, "SELECT event_id, (event_date, source_count, related_count, cover_image_url IS NOT NULL) FROM events"))
+    got = dict(
+        rows(
+            catalog,
+            "SELECT event_id, (event_date, source_count, related_count, cover_image_url IS NOT NULL) FROM events",
+        )
+    )
     # BOM
-    assert got["2014-03-18/russian-president-vladimir-putin-signs-a-treaty-to-incorporate-crimea-into-the-russian-federation"] == (
-        dt.date(2014, 3, 18), 2, 2, False)
+    assert got[
+        "2014-03-18/russian-president-vladimir-putin-signs-a-treaty-to-incorporate-crimea-into-the-russian-federation"
+    ] == (dt.date(2014, 3, 18), 2, 2, False)
     # CR-only and CRLF
-    assert got["2015-02-12/leaders-of-russia-ukraine-france-and-germany-agree-on-a-ceasefire-in-donbas-minsk-ii"][1:3] == (2, 2)
-    assert got["2014-06-27/american-human-rights-group-human-rights-watch-claims-that-islamic-state-of-iraq-and-the-levant-executed-at-least-160-captives-earlier-this"][1:3] == (1, 2)
+    assert got[
+        "2015-02-12/leaders-of-russia-ukraine-france-and-germany-agree-on-a-ceasefire-in-donbas-minsk-ii"
+    ][1:3] == (2, 2)
+    assert got[
+        "2014-06-27/american-human-rights-group-human-rights-watch-claims-that-islamic-state-of-iraq-and-the-levant-executed-at-least-160-captives-earlier-this"
+    ][1:3] == (1, 2)
     # title-derived id outside the news/ layout; padded day path; the duplicate's winner
-    assert "2023-02-06/a-magnitude-7-8-earthquake-strikes-southern-turkey-and-northern-syria-killing-more-than-50-000-people" in got
-    assert "2010-04-05/an-explosion-at-the-upper-big-branch-coal-mine-in-raleigh-county-west-virginia-kills-29-miners" in got
+    assert (
+        "2023-02-06/a-magnitude-7-8-earthquake-strikes-southern-turkey-and-northern-syria-killing-more-than-50-000-people"
+        in got
+    )
+    assert (
+        "2010-04-05/an-explosion-at-the-upper-big-branch-coal-mine-in-raleigh-county-west-virginia-kills-29-miners"
+        in got
+    )
     assert rows(catalog, "SELECT file_path FROM events WHERE event_id LIKE '2014-08-03/%'") == [
-        ("news/2014/08/03/the-islamic-state-seizes-the-yazidi-dominated-town-of-sinjar.md",)]
+        ("news/2014/08/03/the-islamic-state-seizes-the-yazidi-dominated-town-of-sinjar.md",)
+    ]
 
 
 def test_summaries_sources_and_relations(catalog):
-    assert rows(catalog, "SELECT summary FROM events WHERE event_id LIKE '2012-10-29/%'") == [(
-        "At least 147 people are killed across the Caribbean, the United States and Canada.\n\n"
-        "Power is cut to 8 million homes; the New York Stock Exchange closes for two days.",)]
-    assert rows(catalog, "SELECT position, name, url, host, registered_domain FROM sources WHERE event_id LIKE '2017-07-10/%'") == [
-        (1, "Wikipedia", "https://en.wikipedia.org/wiki/Battle_of_Mosul_(2016–2017)", "en.wikipedia.org", "wikipedia.org"),
-        (2, "Al Jazeera", "https://www.aljazeera.com/news/2017/7/10/iraqs-abadi-declares-victory-over-isil-in-mosul", "aljazeera.com", "aljazeera.com"),
+    assert rows(catalog, "SELECT summary FROM events WHERE event_id LIKE '2012-10-29/%'") == [
+        (
+            "At least 147 people are killed across the Caribbean, the United States and Canada.\n\n"
+            "Power is cut to 8 million homes; the New York Stock Exchange closes for two days.",
+        )
     ]
-    assert rows(catalog, "SELECT position, related_event_id, related_title, resolved, days_apart FROM relations WHERE event_id LIKE '2023-02-06/%'") == [
-        (1, "2023-02-08/rescue-teams-pull-survivors-from-rubble-in-hatay-antakya", "Rescue teams pull survivors from rubble in Hatay [Antakya].", False, 2)]
+    assert rows(
+        catalog,
+        "SELECT position, name, url, host, registered_domain FROM sources WHERE event_id LIKE '2017-07-10/%'",
+    ) == [
+        (
+            1,
+            "Wikipedia",
+            "https://en.wikipedia.org/wiki/Battle_of_Mosul_(2016–2017)",
+            "en.wikipedia.org",
+            "wikipedia.org",
+        ),
+        (
+            2,
+            "Al Jazeera",
+            "https://www.aljazeera.com/news/2017/7/10/iraqs-abadi-declares-victory-over-isil-in-mosul",
+            "aljazeera.com",
+            "aljazeera.com",
+        ),
+    ]
+    assert rows(
+        catalog,
+        "SELECT position, related_event_id, related_title, resolved, days_apart FROM relations WHERE event_id LIKE '2023-02-06/%'",
+    ) == [
+        (
+            1,
+            "2023-02-08/rescue-teams-pull-survivors-from-rubble-in-hatay-antakya",
+            "Rescue teams pull survivors from rubble in Hatay [Antakya].",
+            False,
+            2,
+        )
+    ]
     assert rows(catalog, "SELECT count(*), count(*) FILTER (WHERE resolved) FROM relations") == [(61, 44)]
 
 
 def test_tags(catalog):
-    got = rows(catalog, "SELECT name, event_count FROM tags WHERE event_count > 1 ORDER BY event_count DESC, name")
-    assert got == [("Islamic State", 7), ("2014 Northern Iraq offensive", 4), ("Russo-Ukrainian War", 4), ("Ukraine", 4),
-                   ("COVID-19 pandemic", 3), ("Tsunamis", 3), ("Brexit", 2), ("Ebola virus epidemic in West Africa", 2),
-                   ("Malaysia Airlines", 2), ("Notre-Dame de Paris", 2), ("November 2015 Paris attacks", 2),
-                   ("Public Health Emergency of International Concern", 2), ("United Kingdom–European Union relations", 2)]
+    got = rows(
+        catalog, "SELECT name, event_count FROM tags WHERE event_count > 1 ORDER BY event_count DESC, name"
+    )
+    assert got == [
+        ("Islamic State", 7),
+        ("2014 Northern Iraq offensive", 4),
+        ("Russo-Ukrainian War", 4),
+        ("Ukraine", 4),
+        ("COVID-19 pandemic", 3),
+        ("Tsunamis", 3),
+        ("Brexit", 2),
+        ("Ebola virus epidemic in West Africa", 2),
+        ("Malaysia Airlines", 2),
+        ("Notre-Dame de Paris", 2),
+        ("November 2015 Paris attacks", 2),
+        ("Public Health Emergency of International Concern", 2),
+        ("United Kingdom–European Union relations", 2),
+    ]
     assert rows(catalog, "SELECT count(*) FROM tags") == [(27,)]  # 13 above plus 14 single-event tags
     # the two spellings of the Swiss strike tie: the smaller code point wins
     assert rows(catalog, "SELECT name FROM tags WHERE name ILIKE 'frauenstreik'") == [("FRAUENSTREIK",)]
@@ -102,20 +181,28 @@ def test_catalog_opens_read_only_from_any_directory(catalog, tmp_path):
         "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True);"
         "print(c.execute('SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM runs)').fetchone())"
     )
-    out = subprocess.run([sys.executable, "-c", script, str(catalog)], cwd=tmp_path, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(catalog)], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "(32, 1)"
 
 
 def test_run_records_and_artifacts(sample_build):
     assert sample_build["validation_passed"] is True and sample_build["events"] == 32
-    assert sample_build["files_seen"] == 40 and sample_build["rejected"] == 6 and sample_build["duplicates"] == 1
+    assert (
+        sample_build["files_seen"] == 40 and sample_build["rejected"] == 6 and sample_build["duplicates"] == 1
+    )
     assert Path(sample_build["data_docs"]).exists()
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["news-etl-counts", "news-etl-summary"])))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["news-etl-counts", "news-etl-summary"])
+            )
+        )
     kinds = {a.key: a for a in artifacts}
     assert set(kinds) == {"news-etl-counts", "news-etl-summary"}
     assert "32 events from 40 files" in kinds["news-etl-summary"].data
@@ -126,8 +213,10 @@ def test_rerun_gives_the_same_tables_and_keeps_three_publications(prefect_server
 
     tables = ("events", "files", "sources", "relations", "tags", "event_tags", "relation_tags", "quarantine")
     first = news_etl(input=str(SAMPLE), output=str(tmp_path))
-    snapshot = {t: duckdb.sql(f"SELECT * FROM read_parquet('{first['publication']}/{t}.parquet')").fetchall()
-                for t in tables}
+    snapshot = {
+        t: duckdb.sql(f"SELECT * FROM read_parquet('{first['publication']}/{t}.parquet')").fetchall()
+        for t in tables
+    }
     results = [first] + [news_etl(input=str(SAMPLE), output=str(tmp_path)) for _ in range(3)]
     last = duckdb.connect(results[-1]["catalog"], read_only=True)
     for t in tables:

@@ -40,14 +40,19 @@ def test_distributions_look_like_the_portal():
 
 
 def test_every_malformed_kind_is_generated():
-    kinds = {d.reason or (d.event.bad_lines[0] if d.event and d.event.bad_lines else d.kind)
-             for d in documents(400, seed=2, malformed=0.5, today=TODAY)}
+    kinds = {
+        d.reason or (d.event.bad_lines[0] if d.event and d.event.bad_lines else d.kind)
+        for d in documents(400, seed=2, malformed=0.5, today=TODAY)
+    }
     assert set(MALFORMED_KINDS) <= kinds
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(n=st.integers(min_value=1, max_value=120), seed=st.integers(0, 10_000),
-       malformed=st.sampled_from([0.0, 0.3]))
+@given(
+    n=st.integers(min_value=1, max_value=120),
+    seed=st.integers(0, 10_000),
+    malformed=st.sampled_from([0.0, 0.3]),
+)
 def test_pipeline_returns_exactly_what_the_generator_wrote(tmp_path_factory, n, seed, malformed):
     root = tmp_path_factory.mktemp("gen")
     generate(n, root / "in", seed=seed, malformed=malformed, today=TODAY)
@@ -60,14 +65,21 @@ def test_pipeline_returns_exactly_what_the_generator_wrote(tmp_path_factory, n, 
             kept.setdefault(d.event.event_id, (d.rel_path, d.event))
     expected_ids = set(kept)
 
-    assert sorted(con.execute("SELECT event_id, event_date, title, cover_image_url, file_path FROM events").fetchall()) == sorted(
-        (e.event_id, e.event_date, e.title, e.cover_image_url, path) for path, e in kept.values())
+    assert sorted(
+        con.execute("SELECT event_id, event_date, title, cover_image_url, file_path FROM events").fetchall()
+    ) == sorted((e.event_id, e.event_date, e.title, e.cover_image_url, path) for path, e in kept.values())
     assert sorted(con.execute("SELECT event_id, position, name, url FROM sources").fetchall()) == sorted(
-        (e.event_id, i, name, url) for _, e in kept.values() for i, (name, url) in enumerate(e.sources, 1))
-    assert sorted(con.execute(
-        "SELECT event_id, position, related_event_id, related_title, related_date, resolved FROM relations").fetchall()) == sorted(
+        (e.event_id, i, name, url) for _, e in kept.values() for i, (name, url) in enumerate(e.sources, 1)
+    )
+    assert sorted(
+        con.execute(
+            "SELECT event_id, position, related_event_id, related_title, related_date, resolved FROM relations"
+        ).fetchall()
+    ) == sorted(
         (e.event_id, i, rid, title, date, rid in expected_ids)
-        for _, e in kept.values() for i, (rid, title, date, _) in enumerate(e.relations, 1))
+        for _, e in kept.values()
+        for i, (rid, title, date, _) in enumerate(e.relations, 1)
+    )
 
     tag_events = collections.defaultdict(set)
     for _, e in kept.values():
@@ -75,7 +87,8 @@ def test_pipeline_returns_exactly_what_the_generator_wrote(tmp_path_factory, n, 
             for c in r[3]:
                 tag_events[tag_id(tag_key(c))].add(e.event_id)
     assert dict(con.execute("SELECT tag_id, event_count FROM tags").fetchall()) == {
-        t: len(ids) for t, ids in tag_events.items()}
+        t: len(ids) for t, ids in tag_events.items()
+    }
 
     status = {"event": "parsed", "rejected": "rejected", "day_index": "skipped", "duplicate": "duplicate"}
     expected_files = {}
@@ -85,12 +98,19 @@ def test_pipeline_returns_exactly_what_the_generator_wrote(tmp_path_factory, n, 
             s = "duplicate"
         elif d.event:
             s = "parsed"
-        expected_files[d.rel_path] = (s, d.reason if s in ("rejected", "skipped") else
-                                      ("duplicate_event_id" if s == "duplicate" else None))
-    assert {p: (s, r) for p, s, r in con.execute("SELECT file_path, status, reason FROM files").fetchall()} == expected_files
+        expected_files[d.rel_path] = (
+            s,
+            d.reason
+            if s in ("rejected", "skipped")
+            else ("duplicate_event_id" if s == "duplicate" else None),
+        )
+    assert {
+        p: (s, r) for p, s, r in con.execute("SELECT file_path, status, reason FROM files").fetchall()
+    } == expected_files
 
     assert sorted(con.execute("SELECT file_path, reason FROM quarantine").fetchall()) == sorted(
-        (path, reason) for path, e in kept.values() for reason in e.bad_lines)
+        (path, reason) for path, e in kept.values() for reason in e.bad_lines
+    )
 
 
 def test_generate_writes_the_real_layout(tmp_path: Path):

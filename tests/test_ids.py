@@ -41,8 +41,15 @@ def test_event_path_identity_requires_a_real_date_and_a_slug():
 def test_related_link_identity():
     assert related_link_identity("/news/2017/04/1/x.md") == (dt.date(2017, 4, 1), "x")
     assert related_link_identity("/news/2017/4/01/x.md") == (dt.date(2017, 4, 1), "x")
-    for bad in ("/news/2017/04/1/../../x.md", "https://example.org/news/2017/04/1/x.md", "/wiki/X",
-                "/news/2017/04/1/index.md", "/news/2017/13/1/x.md", "", "javascript:alert(1)"):
+    for bad in (
+        "/news/2017/04/1/../../x.md",
+        "https://example.org/news/2017/04/1/x.md",
+        "/wiki/X",
+        "/news/2017/04/1/index.md",
+        "/news/2017/13/1/x.md",
+        "",
+        "javascript:alert(1)",
+    ):
         assert related_link_identity(bad) is None, bad
 
 

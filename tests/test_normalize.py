@@ -13,21 +13,38 @@ def rel(date: str, slug: str, title: str = "T", contexts: str | None = None) -> 
 
 def test_duplicate_event_ids_keep_the_first_path_in_code_point_order(tmp_path):
     doc = event_doc(title="Same event")
-    write_archive(tmp_path / "in", {
-        "news/2014/06/21/same-event.md": doc,
-        "news/2014/06/21/Same-Event-copy.md": doc.replace("A summary.", "copy"),  # not a slug: id from title
-        "a/news/2014/06/21/same-event.md": doc.replace("A summary.", "first"),
-    })
+    write_archive(
+        tmp_path / "in",
+        {
+            "news/2014/06/21/same-event.md": doc,
+            "news/2014/06/21/Same-Event-copy.md": doc.replace(
+                "A summary.", "copy"
+            ),  # not a slug: id from title
+            "a/news/2014/06/21/same-event.md": doc.replace("A summary.", "first"),
+        },
+    )
     con = build(tmp_path)
     assert con.execute("SELECT file_path, summary FROM events").fetchall() == [
         ("a/news/2014/06/21/same-event.md", "first")
     ]
-    assert con.execute("SELECT file_path, status, reason, event_id, duplicate_of FROM files ORDER BY 1").fetchall() == [
+    assert con.execute(
+        "SELECT file_path, status, reason, event_id, duplicate_of FROM files ORDER BY 1"
+    ).fetchall() == [
         ("a/news/2014/06/21/same-event.md", "parsed", None, "2014-06-21/same-event", None),
-        ("news/2014/06/21/Same-Event-copy.md", "duplicate", "duplicate_event_id", "2014-06-21/same-event",
-         "a/news/2014/06/21/same-event.md"),
-        ("news/2014/06/21/same-event.md", "duplicate", "duplicate_event_id", "2014-06-21/same-event",
-         "a/news/2014/06/21/same-event.md"),
+        (
+            "news/2014/06/21/Same-Event-copy.md",
+            "duplicate",
+            "duplicate_event_id",
+            "2014-06-21/same-event",
+            "a/news/2014/06/21/same-event.md",
+        ),
+        (
+            "news/2014/06/21/same-event.md",
+            "duplicate",
+            "duplicate_event_id",
+            "2014-06-21/same-event",
+            "a/news/2014/06/21/same-event.md",
+        ),
     ]
 
 
@@ -39,11 +56,17 @@ def test_code_point_order_is_not_locale_order(tmp_path):
 
 
 def test_relations_resolve_and_measure_days(tmp_path):
-    write_archive(tmp_path / "in", {
-        "news/2014/06/21/a.md": event_doc(date="2014-06-21", title="A", related=(
-            rel("2014-06-29", "b"), rel("2014-06-01", "missing"))),
-        "news/2014/06/29/b.md": event_doc(date="2014-06-29", title="B", related=(rel("2014-06-21", "a"),)),
-    })
+    write_archive(
+        tmp_path / "in",
+        {
+            "news/2014/06/21/a.md": event_doc(
+                date="2014-06-21", title="A", related=(rel("2014-06-29", "b"), rel("2014-06-01", "missing"))
+            ),
+            "news/2014/06/29/b.md": event_doc(
+                date="2014-06-29", title="B", related=(rel("2014-06-21", "a"),)
+            ),
+        },
+    )
     con = build(tmp_path)
     assert con.execute(
         "SELECT event_id, position, related_event_id, resolved, days_apart FROM relations ORDER BY 1, 2"
@@ -55,40 +78,69 @@ def test_relations_resolve_and_measure_days(tmp_path):
 
 
 def test_tags_merge_spellings_and_count_events(tmp_path):
-    write_archive(tmp_path / "in", {
-        "news/2014/06/21/a.md": event_doc(date="2014-06-21", related=(
-            rel("2014-01-01", "x", contexts="Islamic State, Iraq"), rel("2014-01-02", "y", contexts="islamic  State"))),
-        "news/2015/01/1/b.md": event_doc(date="2015-01-01", related=(rel("2014-01-01", "x", contexts="islamic State"),)),
-        "news/2016/01/1/c.md": event_doc(date="2016-01-01", related=(rel("2014-01-01", "x", contexts="islamic State"),)),
-    })
+    write_archive(
+        tmp_path / "in",
+        {
+            "news/2014/06/21/a.md": event_doc(
+                date="2014-06-21",
+                related=(
+                    rel("2014-01-01", "x", contexts="Islamic State, Iraq"),
+                    rel("2014-01-02", "y", contexts="islamic  State"),
+                ),
+            ),
+            "news/2015/01/1/b.md": event_doc(
+                date="2015-01-01", related=(rel("2014-01-01", "x", contexts="islamic State"),)
+            ),
+            "news/2016/01/1/c.md": event_doc(
+                date="2016-01-01", related=(rel("2014-01-01", "x", contexts="islamic State"),)
+            ),
+        },
+    )
     con = build(tmp_path)
     tags = con.execute("SELECT name, event_count, first_date, last_date FROM tags ORDER BY name").fetchall()
     # "islamic State" is written 3 times, "Islamic State" and "islamic  State" once each.
-    assert tags == [("Iraq", 1, dt.date(2014, 6, 21), dt.date(2014, 6, 21)),
-                    ("islamic State", 3, dt.date(2014, 6, 21), dt.date(2016, 1, 1))]
+    assert tags == [
+        ("Iraq", 1, dt.date(2014, 6, 21), dt.date(2014, 6, 21)),
+        ("islamic State", 3, dt.date(2014, 6, 21), dt.date(2016, 1, 1)),
+    ]
     assert con.execute("SELECT count(*) FROM event_tags").fetchone() == (4,)
     # a relation names each tag once even when two spellings of it appear
-    assert con.execute("SELECT event_id, related_event_id, count(*) FROM relation_tags GROUP BY ALL ORDER BY ALL").fetchall() == [
-        ("2014-06-21/a", "2014-01-01/x", 2), ("2014-06-21/a", "2014-01-02/y", 1),
-        ("2015-01-01/b", "2014-01-01/x", 1), ("2016-01-01/c", "2014-01-01/x", 1)]
+    assert con.execute(
+        "SELECT event_id, related_event_id, count(*) FROM relation_tags GROUP BY ALL ORDER BY ALL"
+    ).fetchall() == [
+        ("2014-06-21/a", "2014-01-01/x", 2),
+        ("2014-06-21/a", "2014-01-02/y", 1),
+        ("2015-01-01/b", "2014-01-01/x", 1),
+        ("2016-01-01/c", "2014-01-01/x", 1),
+    ]
 
 
 def test_tag_name_ties_break_on_the_smallest_code_point(tmp_path):
-    write_archive(tmp_path / "in", {
-        "news/2014/06/21/a.md": event_doc(related=(rel("2014-01-01", "x", contexts="ebola"), rel("2014-01-02", "y", contexts="Ebola"))),
-    })
+    write_archive(
+        tmp_path / "in",
+        {
+            "news/2014/06/21/a.md": event_doc(
+                related=(rel("2014-01-01", "x", contexts="ebola"), rel("2014-01-02", "y", contexts="Ebola"))
+            ),
+        },
+    )
     assert build(tmp_path).execute("SELECT name FROM tags").fetchall() == [("Ebola",)]
 
 
 def test_every_file_and_item_is_accounted_for(tmp_path):
-    write_archive(tmp_path / "in", {
-        "news/2014/06/21/index.md": "# day",
-        "news/2014/06/21/a.md": event_doc(sources=("1. [A](https://a.com)", "1. [X](javascript:x)"),
-                                          related=(rel("2014-01-01", "x"), "2. [Bad](/wiki/Bad)")),
-        "news/2014/06/21/dup.md": event_doc(title="A", sources=("1. [X](javascript:x)",)),
-        "bad.md": b"\xff",
-        "notes.txt": "not markdown: not an input file",
-    })
+    write_archive(
+        tmp_path / "in",
+        {
+            "news/2014/06/21/index.md": "# day",
+            "news/2014/06/21/a.md": event_doc(
+                sources=("1. [A](https://a.com)", "1. [X](javascript:x)"),
+                related=(rel("2014-01-01", "x"), "2. [Bad](/wiki/Bad)"),
+            ),
+            "news/2014/06/21/dup.md": event_doc(title="A", sources=("1. [X](javascript:x)",)),
+            "bad.md": b"\xff",
+            "notes.txt": "not markdown: not an input file",
+        },
+    )
     con = build(tmp_path)
     assert con.execute("SELECT file_path, status, reason FROM files ORDER BY 1").fetchall() == [
         ("bad.md", "rejected", "encoding"),
@@ -103,7 +155,9 @@ def test_every_file_and_item_is_accounted_for(tmp_path):
         ("news/2014/06/21/dup.md", "source", "1. [X](javascript:x)", "bad_url"),
     ]
     assert con.execute("SELECT event_id, source_count, related_count FROM events ORDER BY 1").fetchall() == [
-        ("2014-06-21/a", 1, 1), ("2014-06-21/dup", 0, 0)]
+        ("2014-06-21/a", 1, 1),
+        ("2014-06-21/dup", 0, 0),
+    ]
 
 
 def test_batches_and_workers_do_not_change_the_result(tmp_path):
@@ -112,8 +166,20 @@ def test_batches_and_workers_do_not_change_the_result(tmp_path):
     generate(300, tmp_path / "in", seed=3, malformed=0.1)
     one = build(tmp_path, "w1")
     many = build(tmp_path, "w2", batch_size=7, workers=2)
-    for table in ("events", "files", "sources", "relations", "tags", "event_tags", "relation_tags", "quarantine"):
-        assert one.execute(f"SELECT * FROM {table}").fetchall() == many.execute(f"SELECT * FROM {table}").fetchall()
+    for table in (
+        "events",
+        "files",
+        "sources",
+        "relations",
+        "tags",
+        "event_tags",
+        "relation_tags",
+        "quarantine",
+    ):
+        assert (
+            one.execute(f"SELECT * FROM {table}").fetchall()
+            == many.execute(f"SELECT * FROM {table}").fetchall()
+        )
 
 
 def build(tmp_path, work="work", **kwargs):

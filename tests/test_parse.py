@@ -80,8 +80,14 @@ def test_title_is_trimmed():
     assert ok(event_doc(title="  Spaced title.  ")).title == "Spaced title."
 
 
-@pytest.mark.parametrize("doc", ["### [2014-06-21](/x)\n\nNo title\n", "### [2014-06-21](/x)\n\n#   \n\nText\n",
-                                 "### [2014-06-21](/x)\n\n## Not a level-1 title\n"])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        "### [2014-06-21](/x)\n\nNo title\n",
+        "### [2014-06-21](/x)\n\n#   \n\nText\n",
+        "### [2014-06-21](/x)\n\n## Not a level-1 title\n",
+    ],
+)
 def test_missing_or_empty_title(doc):
     assert reason(doc) == "missing_title"
 
@@ -103,10 +109,17 @@ def test_summary_may_be_empty():
 
 # --- sources -------------------------------------------------------------------------------------
 def test_sources_positions_number_accepted_items_without_gaps():
-    ev = ok(event_doc(sources=(
-        "1. [A](https://a.com/1)", "1. [Bad](javascript:alert(1))", "1. [Cover Image](https://img.com/c.jpg)",
-        "- [B](HTTP://B.COM/2)", "* [C](https://en.wikipedia.org/wiki/Battle_of_Mosul_(2016–2017))",
-    )))
+    ev = ok(
+        event_doc(
+            sources=(
+                "1. [A](https://a.com/1)",
+                "1. [Bad](javascript:alert(1))",
+                "1. [Cover Image](https://img.com/c.jpg)",
+                "- [B](HTTP://B.COM/2)",
+                "* [C](https://en.wikipedia.org/wiki/Battle_of_Mosul_(2016–2017))",
+            )
+        )
+    )
     assert [(s.position, s.name, s.url) for s in ev.sources] == [
         (1, "A", "https://a.com/1"),
         (2, "B", "HTTP://B.COM/2"),
@@ -125,11 +138,20 @@ def test_sources_heading_variant_and_cover_image_any_case():
     assert [s.url for s in ev.sources] == ["https://a.com"]
 
 
-@pytest.mark.parametrize("item", [
-    "1. [Wiki](/wiki/x)", "1. [Mail](mailto:a@b.c)", "1. [FTP](ftp://a.com/x)", "1. No link at all",
-    "1. [Empty]()", "1. [Spaces](https://a.com/x y)", "1. [Host-less](https://)", "1.",
-    "1. [Unclosed](https://a.com/x",
-])
+@pytest.mark.parametrize(
+    "item",
+    [
+        "1. [Wiki](/wiki/x)",
+        "1. [Mail](mailto:a@b.c)",
+        "1. [FTP](ftp://a.com/x)",
+        "1. No link at all",
+        "1. [Empty]()",
+        "1. [Spaces](https://a.com/x y)",
+        "1. [Host-less](https://)",
+        "1.",
+        "1. [Unclosed](https://a.com/x",
+    ],
+)
 def test_bad_source_urls_are_quarantined_and_the_event_kept(item):
     ev = ok(event_doc(sources=(item, "1. [A](https://a.com)")))
     assert [s.name for s in ev.sources] == ["A"]
@@ -137,7 +159,9 @@ def test_bad_source_urls_are_quarantined_and_the_event_kept(item):
 
 
 def test_second_cover_image_is_quarantined():
-    ev = ok(event_doc(sources=("1. [Cover Image](https://a.com/1.jpg)", "1. [Cover Image](https://a.com/2.jpg)")))
+    ev = ok(
+        event_doc(sources=("1. [Cover Image](https://a.com/1.jpg)", "1. [Cover Image](https://a.com/2.jpg)"))
+    )
     assert ev.cover_image_url == "https://a.com/1.jpg"
     assert [q.reason for q in ev.quarantine] == ["extra_cover_image"]
 
@@ -149,15 +173,26 @@ def test_stray_text_in_a_list_section_is_quarantined():
 
 # --- related -------------------------------------------------------------------------------------
 def test_related_items_with_contexts_and_brackets():
-    ev = ok(event_doc(related=(
-        "1. [Strike on [Al Qaim] kills two. ](/news/2017/04/1/strike-on-al-qaim-kills-two.md) _Context: Al Qaim,  Islamic State_",
-        "2. [No context](/news/2014/08/03/no-context.md)",
-        "3. [Outside](https://example.org/news/2014/08/3/x.md) _Context: X_",
-        "4. [Traversal](/news/2014/08/3/../../x.md)",
-    )))
-    assert [(r.position, r.related_event_id, r.related_title, r.related_date, r.contexts) for r in ev.relations] == [
-        (1, "2017-04-01/strike-on-al-qaim-kills-two", "Strike on [Al Qaim] kills two.", dt.date(2017, 4, 1),
-         ("Al Qaim", "Islamic State")),
+    ev = ok(
+        event_doc(
+            related=(
+                "1. [Strike on [Al Qaim] kills two. ](/news/2017/04/1/strike-on-al-qaim-kills-two.md) _Context: Al Qaim,  Islamic State_",
+                "2. [No context](/news/2014/08/03/no-context.md)",
+                "3. [Outside](https://example.org/news/2014/08/3/x.md) _Context: X_",
+                "4. [Traversal](/news/2014/08/3/../../x.md)",
+            )
+        )
+    )
+    assert [
+        (r.position, r.related_event_id, r.related_title, r.related_date, r.contexts) for r in ev.relations
+    ] == [
+        (
+            1,
+            "2017-04-01/strike-on-al-qaim-kills-two",
+            "Strike on [Al Qaim] kills two.",
+            dt.date(2017, 4, 1),
+            ("Al Qaim", "Islamic State"),
+        ),
         (2, "2014-08-03/no-context", "No context", dt.date(2014, 8, 3), ()),
     ]
     assert [q.reason for q in ev.quarantine] == ["bad_link", "bad_link"]
@@ -193,9 +228,32 @@ def test_parser_never_raises_on_arbitrary_bytes(data):
     assert isinstance(parse_document(data, PATH, TODAY), ParsedEvent | Rejected)
 
 
-_md = st.sampled_from(["### ", "# ", "[", "]", "(", ")", "1. ", "- ", "_Context: ", ", ", "\n", "\r\n",
-                       "### [2014-06-21](/x)\n", "### Source:\n", "### Related:\n", "/news/2014/06/1/a.md",
-                       "https://a.com", "javascript:", "\ufeff", "é", " ", "\\"])
+_md = st.sampled_from(
+    [
+        "### ",
+        "# ",
+        "[",
+        "]",
+        "(",
+        ")",
+        "1. ",
+        "- ",
+        "_Context: ",
+        ", ",
+        "\n",
+        "\r\n",
+        "### [2014-06-21](/x)\n",
+        "### Source:\n",
+        "### Related:\n",
+        "/news/2014/06/1/a.md",
+        "https://a.com",
+        "javascript:",
+        "\ufeff",
+        "é",
+        " ",
+        "\\",
+    ]
+)
 
 
 @settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
