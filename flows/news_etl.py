@@ -78,6 +78,7 @@ def validate_tables(config: RunConfig, publication: Path, run_id: str, files_see
         run_id,
         files_seen,
         config.today,
+        expectations_dir=config.expectations_dir,
         threads=config.workers,
     )
 
@@ -98,11 +99,14 @@ def news_etl(
     workers: int | None = None,
     batch_size: int = 2000,
     show_progress: bool = False,
+    expectations: str | None = None,
 ) -> dict[str, Any]:
     """Build, validate and publish the news tables from an event archive."""
     options: dict[str, Any] = {"full_refresh": full_refresh, "batch_size": batch_size}
     if workers:
         options["workers"] = workers
+    if expectations:
+        options["expectations_dir"] = Path(expectations)
     config = RunConfig(Path(input), Path(output), show_progress=show_progress, **options)
     layout = config.layout
     with output_lock(layout.lock, wait=wait_for_lock):

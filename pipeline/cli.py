@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, default=2000, help="files per parse batch (default: %(default)s)"
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar even in a terminal")
+    run.add_argument(
+        "--expectations", type=Path, default=None, help="GX suites folder (default: expectations/)"
+    )
     run.add_argument("--verbose", action="store_true", help="show Prefect's logs on the console")
 
     gen = sub.add_parser("generate", help="write a realistic synthetic archive")
@@ -90,6 +93,7 @@ def _run(args: argparse.Namespace) -> int:
             workers=args.workers,
             batch_size=args.batch_size,
             show_progress=not args.no_progress and sys.stderr.isatty(),
+            expectations=str(args.expectations) if args.expectations else None,
         )
     except ValidationFailed as exc:
         return _fail(str(exc))

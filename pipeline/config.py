@@ -9,6 +9,7 @@ from pathlib import Path
 
 DEFAULT_INPUT = Path("examples/news")
 DEFAULT_OUTPUT = Path("output")
+DEFAULT_EXPECTATIONS = Path(__file__).resolve().parent.parent / "expectations"
 
 
 def utc_today() -> dt.date:
@@ -27,10 +28,12 @@ class RunConfig:
     keep_publications: int = 3
     today: dt.date = field(default_factory=utc_today)
     show_progress: bool = False
+    expectations_dir: Path = DEFAULT_EXPECTATIONS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_dir", Path(self.input_dir).resolve())
         object.__setattr__(self, "output_dir", Path(self.output_dir).resolve())
+        object.__setattr__(self, "expectations_dir", Path(self.expectations_dir).resolve())
         if self.batch_size < 1 or self.workers < 1 or self.keep_publications < 1:
             raise ValueError("batch_size, workers and keep_publications must be at least 1")
 

@@ -226,3 +226,70 @@ def test_rerun_gives_the_same_tables_and_keeps_three_publications(prefect_server
     assert not Path(first["publication"]).exists()
     assert len(list((tmp_path / "publications").iterdir())) == 3
     assert (tmp_path / "current").resolve() == Path(results[-1]["publication"]).resolve()
+
+
+def strict_expectations(tmp_path: Path) -> Path:
+    """The real suites plus one critical expectation the sample cannot meet."""
+    import json
+    import shutil
+
+    from pipeline.config import DEFAULT_EXPECTATIONS
+
+    target = tmp_path / "expectations"
+    shutil.copytree(DEFAULT_EXPECTATIONS, target)
+    suite = json.loads((target / "events.json").read_text())
+    suite["expectations"].append(
+        {
+            "type": "expect_table_row_count_to_be_between",
+            "kwargs": {"max_value": 5},
+            "meta": {"severity": "critical", "protects": "a test: at most 5 events"},
+        }
+    )
+    (target / "events.json").write_text(json.dumps(suite))
+    return target
+
+
+def test_a_critical_failure_publishes_nothing(prefect_server, tmp_path):
+    from flows.news_etl import ValidationFailed, news_etl
+
+    good = news_etl(input=str(SAMPLE), output=str(tmp_path / "out"))
+    catalog_bytes = Path(good["catalog"]).read_bytes()
+    with pytest.raises(ValidationFailed) as failed:
+        news_etl(
+            input=str(SAMPLE), output=str(tmp_path / "out"), expectations=str(strict_expectations(tmp_path))
+        )
+    assert "expect_table_row_count_to_be_between" in str(failed.value)
+    assert Path(good["catalog"]).read_bytes() == catalog_bytes
+    assert (tmp_path / "out" / "current").resolve() == Path(good["publication"]).resolve()
+    assert [p.name for p in (tmp_path / "out" / "publications").iterdir()] == [Path(good["publication"]).name]
+    assert rows(Path(good["catalog"]), "SELECT count(*) FROM events") == [(32,)]
+    log = duckdb.sql(
+        f"SELECT validation_passed, published FROM read_parquet('{tmp_path}/out/state/runs.parquet') ORDER BY started_at"
+    ).fetchall()
+    assert log == [(True, True), (False, False)]
+
+
+def test_cli_lists_failed_expectations_one_per_line(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "run",
+            "--input",
+            str(SAMPLE),
+            "--output",
+            str(tmp_path / "o"),
+            "--expectations",
+            str(strict_expectations(tmp_path)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert lines[0] == "error: validation failed (1 critical expectations); nothing published"
+    assert lines[1].startswith("[critical] events: expect_table_row_count_to_be_between(max_value=5)")
+    assert len(lines) == 2
+    assert not (tmp_path / "o" / "news.duckdb").exists()
