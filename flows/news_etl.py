@@ -8,6 +8,7 @@ DataFrames. Retries are on the I/O tasks only. Nothing is cached between runs
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from pipeline import incremental, runs
 from pipeline import publish as publishing
-from pipeline import runs
 from pipeline.config import DEFAULT_INPUT, DEFAULT_OUTPUT, RunConfig
 from pipeline.discover import discover, read_manifest, write_manifest
 from pipeline.lock import output_lock
@@ -40,32 +41,38 @@ class ValidationFailed(Exception):
 
 # --- Discover: list the archive's files --------------------------------------------------------
 @task(name="discover-files", retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
-def discover_files(config: RunConfig, manifest: Path) -> int:
-    """List every *.md file under the input into the run's manifest."""
+def discover_files(config: RunConfig, listing: Path) -> int:
+    """List (and stat) every *.md file under the input into the run's file listing."""
     files = discover(config.input_dir)
-    write_manifest(files, manifest)
+    write_manifest(files, listing)
     return len(files)
 
 
-# --- Parse: documents to staging Parquet ------------------------------------------------------
+# --- Parse: new and changed documents to staging Parquet --------------------------------------
 @task(name="parse-documents", cache_policy=NO_CACHE)
-def parse_documents(config: RunConfig, manifest: Path, staging: Path) -> dict[str, int]:
-    """Read and parse the manifest's files, in batches on all cores, into staging Parquet."""
-    files = read_manifest(manifest)
-    with batch_progress(len(files), enabled=config.show_progress) as advance:
-        results = stage_all(files, staging, config.today, config.batch_size, config.workers, advance)
-    return {
-        "parsed": sum(r.parsed for r in results),
-        "rejected": sum(r.rejected for r in results),
-        "skipped": sum(r.skipped for r in results),
-    }
+def parse_documents(config: RunConfig, listing: Path, run_id: str, next_manifest: Path) -> int:
+    """Parse new and changed files (all on a full refresh), on all cores, into staging batches."""
+    layout = config.layout
+    files = read_manifest(listing)
+    previous = incremental.read_manifest(layout.manifest)
+    incremental.collect_garbage(layout.staging, incremental.live_batches(previous))
+    if config.full_refresh:
+        previous = incremental.MANIFEST_SCHEMA.empty_table()
+    todo = incremental.plan(files, previous)
+    with batch_progress(len(todo), enabled=config.show_progress) as advance:
+        results = stage_all(
+            todo, layout.staging, config.today, config.batch_size, config.workers, advance, prefix=run_id
+        )
+    manifest = incremental.next_manifest(files, todo, previous, layout.staging, [r.batch for r in results])
+    incremental.write_manifest(manifest, next_manifest)
+    return len(todo)
 
 
 # --- Normalize: staging to the published tables -----------------------------------------------
 @task(name="normalize-tables", cache_policy=NO_CACHE)
-def normalize_tables(config: RunConfig, staging: Path, publication: Path, work: Path) -> dict[str, int]:
-    """Derive events, sources, tags, relations, files and quarantine with DuckDB."""
-    return normalize(staging, publication, work, threads=config.workers)
+def normalize_tables(config: RunConfig, live: Path, publication: Path, work: Path) -> dict[str, int]:
+    """Derive events, sources, tags, relations, files and quarantine from the live staged rows."""
+    return normalize(config.layout.staging, publication, work, live=live, threads=config.workers)
 
 
 # --- Validate: Great Expectations over the new publication ------------------------------------
@@ -85,9 +92,16 @@ def validate_tables(config: RunConfig, publication: Path, run_id: str, files_see
 
 # --- Publish: make the publication current -----------------------------------------------------
 @task(name="publish-tables", retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
-def publish_tables(config: RunConfig, run_id: str) -> Path:
-    """Swap the catalog and the `current` link to the new publication; prune old ones."""
-    return publishing.publish(config.layout, run_id, config.keep_publications)
+def publish_tables(config: RunConfig, run_id: str, next_manifest: Path) -> Path:
+    """Swap the catalog and `current` to the new publication, then commit the incremental state."""
+    layout = config.layout
+    publication = publishing.publish(layout, run_id, config.keep_publications)
+    if next_manifest.exists():
+        os.replace(next_manifest, layout.manifest)
+    incremental.collect_garbage(
+        layout.staging, incremental.live_batches(incremental.read_manifest(layout.manifest))
+    )
+    return publication
 
 
 @flow(name="news-etl", log_prints=False)
@@ -101,7 +115,7 @@ def news_etl(
     show_progress: bool = False,
     expectations: str | None = None,
 ) -> dict[str, Any]:
-    """Build, validate and publish the news tables from an event archive."""
+    """Build, validate and publish the news tables from an event archive (incrementally by default)."""
     options: dict[str, Any] = {"full_refresh": full_refresh, "batch_size": batch_size}
     if workers:
         options["workers"] = workers
@@ -111,19 +125,29 @@ def news_etl(
     layout = config.layout
     with output_lock(layout.lock, wait=wait_for_lock):
         started = dt.datetime.now(dt.UTC)
-        record = runs.RunRecord(run_id=runs.new_run_id(started), started_at=started)
+        record = runs.RunRecord(
+            run_id=runs.new_run_id(started), started_at=started, full_refresh=full_refresh
+        )
         work = layout.run_work(record.run_id)
         publication = layout.publication(record.run_id)
+        next_manifest = work / "manifest.parquet"
         try:
             record.files_seen = discover_files(config, work / "discovered.parquet")
-            parsed = parse_documents(config, work / "discovered.parquet", work / "staging")
-            counts = normalize_tables(config, work / "staging", publication, work)
+            record.files_read = parse_documents(
+                config, work / "discovered.parquet", record.run_id, next_manifest
+            )
+            counts = normalize_tables(config, next_manifest, publication, work)
+            statuses = runs.file_statuses(publication)
             record.events = counts["events"]
-            record.parsed = counts["events"]
-            record.rejected = parsed["rejected"]
-            record.skipped = parsed["skipped"]
-            record.duplicates = parsed["parsed"] - counts["events"]
+            record.parsed = sum(statuses.get("parsed", {}).values())
+            record.rejected = sum(statuses.get("rejected", {}).values())
+            record.skipped = sum(statuses.get("skipped", {}).values())
+            record.duplicates = sum(statuses.get("duplicate", {}).values())
             record.quarantined = counts["quarantine"]
+            previous_events = layout.current / "events.parquet"
+            record.events_added, record.events_changed, record.events_removed = incremental.event_changes(
+                previous_events if previous_events.exists() else None, publication / "events.parquet"
+            )
             report = validate_tables(config, publication, record.run_id, record.files_seen)
             record.validation_passed = report.passed
             record.finished_at = dt.datetime.now(dt.UTC)
@@ -134,7 +158,7 @@ def news_etl(
                 _report(record, report, None)
                 raise ValidationFailed(report)
             runs.write_table(log, publication / "runs.parquet")
-            publish_tables(config, record.run_id)
+            publish_tables(config, record.run_id, next_manifest)
         except BaseException:
             publishing.discard(publication)
             raise
@@ -145,22 +169,17 @@ def news_etl(
         return asdict(record) | {
             "catalog": str(layout.catalog),
             "publication": str(publication),
+            "current": str(layout.current),
             "validation_report": str(report.report_path),
             "data_docs": str(report.docs_index) if report.docs_index else None,
             "warnings": [o.line() for o in report.warnings],
-            "rejected_by_reason": _rejected_by_reason(publication),
+            "not_published_by_reason": {
+                reason: n
+                for status, reasons in sorted(statuses.items())
+                if status != "parsed"
+                for reason, n in sorted(reasons.items())
+            },
         }
-
-
-def _rejected_by_reason(publication: Path) -> dict[str, int]:
-    import duckdb
-
-    path = publication / "files.parquet"
-    rows = duckdb.execute(
-        "SELECT reason, count(*) FROM read_parquet(?) WHERE status <> 'parsed' GROUP BY 1 ORDER BY 1",
-        [str(path)],
-    ).fetchall()
-    return dict(rows)
 
 
 def _report(record: runs.RunRecord, report: ValidationReport, catalog: Path | None) -> None:

@@ -76,6 +76,16 @@ class OutputLayout:
         return self.root / "state"
 
     @property
+    def staging(self) -> Path:
+        """Staged rows of every input file, kept across runs for incremental builds."""
+        return self.state / "staging"
+
+    @property
+    def manifest(self) -> Path:
+        """Per input file: content hash, size, mtime, status and the batch holding its rows."""
+        return self.state / "manifest.parquet"
+
+    @property
     def run_log(self) -> Path:
         """Every run, published or not; the `runs` table is a copy of it."""
         return self.state / "runs.parquet"

@@ -12,6 +12,8 @@ class InputFile(NamedTuple):
     rel_path: str  # `/`-separated, relative to the input root, always valid UTF-8 text
     os_path: str  # what to open; differs from rel_path only for undecodable names
     bad_name: bool  # the file name is not valid UTF-8
+    size: int = -1  # from stat at discovery; -1 when stat failed
+    mtime_ns: int = -1
 
 
 class InputMissing(Exception):
@@ -43,11 +45,16 @@ def _walk(directory: str, prefix: str) -> Iterator[InputFile]:
         if not entry.name.endswith(".md"):
             continue
         try:
+            st = entry.stat()
+            size, mtime_ns = st.st_size, st.st_mtime_ns
+        except OSError:  # a dangling or looping symlink: reading it will say why
+            size = mtime_ns = -1
+        try:
             rel.encode("utf-8")
-            yield InputFile(rel, entry.path, False)
+            yield InputFile(rel, entry.path, False, size, mtime_ns)
         except UnicodeEncodeError:
             shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
-            yield InputFile(shown, entry.path, True)
+            yield InputFile(shown, entry.path, True, size, mtime_ns)
 
 
 def write_manifest(files: list[InputFile], path: Path) -> None:
@@ -60,6 +67,8 @@ def write_manifest(files: list[InputFile], path: Path) -> None:
             "rel_path": pa.array([f.rel_path for f in files], pa.string()),
             "os_path": pa.array([os.fsencode(f.os_path) for f in files], pa.binary()),
             "bad_name": pa.array([f.bad_name for f in files], pa.bool_()),
+            "size": pa.array([f.size for f in files], pa.int64()),
+            "mtime_ns": pa.array([f.mtime_ns for f in files], pa.int64()),
         }
     )
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +82,8 @@ def read_manifest(path: Path) -> list[InputFile]:
 
     cols = pq.read_table(path).to_pydict()
     return [
-        InputFile(rel, os.fsdecode(raw), bad)
-        for rel, raw, bad in zip(cols["rel_path"], cols["os_path"], cols["bad_name"], strict=True)
+        InputFile(rel, os.fsdecode(raw), bad, size, mtime)
+        for rel, raw, bad, size, mtime in zip(
+            cols["rel_path"], cols["os_path"], cols["bad_name"], cols["size"], cols["mtime_ns"], strict=True
+        )
     ]

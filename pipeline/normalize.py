@@ -51,16 +51,27 @@ def normalize(
     staging_dir: Path,
     publication_dir: Path,
     work_dir: Path,
+    live: Path | None = None,
     threads: int = 2,
     memory_limit: str = "1GB",
 ) -> dict[str, int]:
-    """Write every model as `<publication_dir>/<model>.parquet`; return row counts."""
+    """Write every model as `<publication_dir>/<model>.parquet`; return row counts.
+
+    With `live` (a manifest: file_path, batch), only each file's current batch counts;
+    without it every staged row does."""
     publication_dir.mkdir(parents=True, exist_ok=True)
     con = connect(work_dir, threads, memory_limit)
     try:
+        if live is not None:
+            con.execute(
+                f"CREATE VIEW live AS SELECT file_path, batch FROM read_parquet({sql_literal(str(live))})"
+            )
         for name in STAGING:
             pattern = sql_literal(str(staging_dir / f"{name}-*.parquet"))
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({pattern})")
+            rows = f"SELECT * EXCLUDE (batch) FROM read_parquet({pattern}) s"
+            if live is not None:
+                rows += " SEMI JOIN live ON live.file_path = s.file_path AND live.batch = s.batch"
+            con.execute(f"CREATE VIEW {name} AS {rows}")
         counts: dict[str, int] = {}
         for name in MODELS:
             target = publication_dir / f"{name}.parquet"

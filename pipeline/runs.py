@@ -30,6 +30,11 @@ class RunRecord:
     duplicates: int = 0
     quarantined: int = 0
     published: bool = False
+    files_read: int = 0  # files this run actually read and parsed (all of them on a full refresh)
+    events_added: int = 0
+    events_changed: int = 0
+    events_removed: int = 0
+    full_refresh: bool = False
 
 
 SCHEMA = pa.schema(
@@ -46,15 +51,24 @@ SCHEMA = pa.schema(
         ("duplicates", pa.int64()),
         ("quarantined", pa.int64()),
         ("published", pa.bool_()),
+        ("files_read", pa.int64()),
+        ("events_added", pa.int64()),
+        ("events_changed", pa.int64()),
+        ("events_removed", pa.int64()),
+        ("full_refresh", pa.bool_()),
     ]
 )
 assert [f.name for f in fields(RunRecord)] == SCHEMA.names
 
 
 def read_log(path: Path) -> pa.Table:
-    if path.exists():
-        return pq.read_table(path).cast(SCHEMA)
-    return SCHEMA.empty_table()
+    if not path.exists():
+        return SCHEMA.empty_table()
+    log = pq.read_table(path)
+    for name in SCHEMA.names:  # a log written by an older version lacks newer columns
+        if name not in log.column_names:
+            log = log.append_column(name, pa.nulls(log.num_rows, SCHEMA.field(name).type))
+    return log.select(SCHEMA.names).cast(SCHEMA)
 
 
 def append(path: Path, record: RunRecord) -> pa.Table:
@@ -68,6 +82,21 @@ def append(path: Path, record: RunRecord) -> pa.Table:
     pq.write_table(log, tmp)
     os.replace(tmp, path)
     return log
+
+
+def file_statuses(publication: Path) -> dict[str, dict[str, int]]:
+    """{status: {reason: files}} of a publication's files table."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        rows = con.execute(
+            "SELECT status, coalesce(reason, ''), count(*) FROM read_parquet(?) GROUP BY ALL",
+            [str(publication / "files.parquet")],
+        ).fetchall()
+    out: dict[str, dict[str, int]] = {}
+    for status, reason, count in rows:
+        out.setdefault(status, {})[reason] = count
+    return out
 
 
 def write_table(log: pa.Table, path: Path) -> None:

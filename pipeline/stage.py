@@ -33,7 +33,7 @@ BAD_FILE_NAME = "bad_file_name"
 
 @dataclass(frozen=True)
 class BatchResult:
-    batch: int
+    batch: str
     files: int
     parsed: int
     rejected: int
@@ -116,16 +116,19 @@ class _Columns:
             q["raw"].append(line.raw)
             q["reason"].append(line.reason)
 
-    def write(self, directory: Path, batch: int) -> None:
-        for name, schema in STAGING.items():
+    def write(self, directory: Path, batch: str) -> None:
+        """One Parquet file per staging table, each row tagged with the batch key; written
+        temp-then-rename, stg_files last, so a batch whose stg_files exists is complete."""
+        for name, schema in sorted(STAGING.items(), key=lambda item: item[0] == "stg_files"):
             table = pa.table(self.cols[name], schema=schema)
-            final = directory / f"{name}-{batch:06d}.parquet"
+            table = table.append_column("batch", pa.array([batch] * table.num_rows, pa.string()))
+            final = directory / f"{name}-{batch}.parquet"
             tmp = final.with_suffix(".tmp")
             pq.write_table(table, tmp, compression="zstd")
             os.replace(tmp, final)
 
 
-def stage_batch(batch: int, files: Sequence[InputFile], directory: Path, today: dt.date) -> BatchResult:
+def stage_batch(batch: str, files: Sequence[InputFile], directory: Path, today: dt.date) -> BatchResult:
     """Read, hash and parse one batch of files; write its staging Parquet files."""
     cols = _Columns()
     parsed = rejected = skipped = 0
@@ -174,20 +177,24 @@ def stage_all(
     batch_size: int,
     workers: int,
     on_batch: Callable[[BatchResult], None] | None = None,
+    prefix: str = "b",
 ) -> list[BatchResult]:
-    """Stage every file in batches; a process pool when there is more than one batch."""
+    """Stage every file in batches keyed `<prefix>-<n>`; a process pool when there is more than
+    one batch. An empty file list still writes one (empty) batch, so the staging globs match."""
     directory.mkdir(parents=True, exist_ok=True)
     batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)] or [[]]
+    keys = [f"{prefix}-{n:06d}" for n in range(len(batches))]
     results: list[BatchResult] = []
     if workers == 1 or len(batches) == 1:
-        for number, batch in enumerate(batches):
-            results.append(stage_batch(number, batch, directory, today))
+        for key, batch in zip(keys, batches, strict=True):
+            results.append(stage_batch(key, batch, directory, today))
             if on_batch:
                 on_batch(results[-1])
         return results
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = [
-            pool.submit(stage_batch, number, batch, directory, today) for number, batch in enumerate(batches)
+            pool.submit(stage_batch, key, batch, directory, today)
+            for key, batch in zip(keys, batches, strict=True)
         ]
         for future in futures:
             results.append(future.result())

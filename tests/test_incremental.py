@@ -1,0 +1,133 @@
+"""Incremental runs of the real flow equal a full rebuild after every add, edit and delete."""
+
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipeline.generate import generate
+from pipeline.ids import slugify
+from tests.conftest import SAMPLE, TODAY, build_tables, event_doc
+
+pytestmark = pytest.mark.flow
+
+TABLES = ("events", "files", "sources", "relations", "tags", "event_tags", "relation_tags", "quarantine")
+
+
+def published(result: dict) -> dict[str, list]:
+    con = duckdb.connect(result["catalog"], read_only=True)
+    try:
+        return {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in TABLES}
+    finally:
+        con.close()
+
+
+def full_build(archive: Path, work: Path) -> dict[str, list]:
+    con = build_tables(archive, work)
+    return {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in TABLES}
+
+
+def retried(result: dict) -> int:
+    """Files any run re-reads: rejected for a reason that can change without an edit."""
+    from pipeline.incremental import RETRY_REASONS
+
+    con = duckdb.connect(result["catalog"], read_only=True)
+    try:
+        return con.execute(
+            "SELECT count(*) FROM files WHERE list_contains(?, reason)", [sorted(RETRY_REASONS)]
+        ).fetchone()[0]
+    finally:
+        con.close()
+
+
+def touch(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
+
+
+def test_adds_edits_and_deletes_equal_a_full_refresh(prefect_server, tmp_path):
+    from flows.news_etl import news_etl
+
+    archive = tmp_path / "archive"
+    shutil.copytree(SAMPLE, archive)
+    generate(150, archive / "gen", seed=11, malformed=0.1, today=TODAY)
+    out = tmp_path / "out"
+
+    def step(name: str) -> dict:
+        result = news_etl(input=str(archive), output=str(out))
+        assert published(result) == full_build(archive, tmp_path / f"full-{name}"), name
+        return result
+
+    first = step("initial")
+    assert first["files_read"] == first["files_seen"]
+
+    # add: a new event that resolves a previously unresolved relation of the Ebola event
+    touch(
+        archive / "news/2014/08/8/u-s-aircraft-carry-out-airstrikes.md",
+        event_doc(date="2014-08-08", title="U.S. aircraft carry out airstrikes."),
+    )
+    target_title = "The Iraqi Army and Kurdish Peshmerga begin an offensive to recapture Mosul from ISIL [Battle of Mosul]."
+    touch(
+        archive / f"news/2016/10/17/{slugify(target_title)}.md",
+        event_doc(date="2016-10-17", title=target_title),
+    )
+    added = step("add")
+    assert (added["files_read"], added["events_added"], added["events_changed"], added["events_removed"]) == (
+        2 + retried(first),
+        2,
+        0,
+        0,
+    )
+    con = duckdb.connect(added["catalog"], read_only=True)
+    resolved = con.execute(
+        "SELECT resolved FROM relations WHERE related_event_id = '2016-10-17/' || ?", [slugify(target_title)]
+    ).fetchall()
+    assert resolved == [(True,)]  # an old relation resolves once its target arrives
+    con.close()
+
+    # edit: change a title's context so tag counts move; make a rejected file valid
+    crimea = next(archive.glob("news/2014/03/18/*.md"))
+    touch(
+        crimea,
+        crimea.read_text(encoding="utf-8-sig").replace(
+            "Russo-Ukrainian War, Ukraine", "Annexation of Crimea"
+        ),
+    )
+    touch(archive / "news/2016/01/1/no-title.md", event_doc(date="2016-01-01", title="Now it has a title"))
+    edited = step("edit")
+    assert (
+        edited["files_read"],
+        edited["events_added"],
+        edited["events_changed"],
+        edited["events_removed"],
+    ) == (2 + retried(added), 1, 1, 0)
+
+    # delete: the kept copy of a duplicate (the other copy takes over), an event, a day index
+    (archive / "news/2014/08/03/the-islamic-state-seizes-the-yazidi-dominated-town-of-sinjar.md").unlink()
+    next(archive.glob("news/2020/03/11/*.md")).unlink()
+    (archive / "news/2014/06/21/index.md").unlink()
+    deleted = step("delete")
+    assert (
+        deleted["files_read"],
+        deleted["events_added"],
+        deleted["events_changed"],
+        deleted["events_removed"],
+    ) == (retried(edited), 0, 1, 1)
+
+    # nothing changed: nothing is read, the tables stay the same
+    again = step("noop")
+    assert (again["files_read"], again["events_added"], again["events_changed"], again["events_removed"]) == (
+        retried(deleted),
+        0,
+        0,
+        0,
+    )
+
+    # full refresh reads everything and publishes the same tables
+    full = news_etl(input=str(archive), output=str(out), full_refresh=True)
+    assert full["files_read"] == full["files_seen"] and published(full) == published(again)
+    staged = {p.name.split("-", 1)[1] for p in (out / "state" / "staging").iterdir()}
+    assert all(name.startswith(full["run_id"]) for name in staged)  # older batches were collected
