@@ -13,6 +13,8 @@ from pathlib import Path
 
 from pipeline.config import DEFAULT_INPUT, DEFAULT_OUTPUT
 
+DEFAULT_CRON = "*/30 * * * *"
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
@@ -35,6 +37,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--verbose", action="store_true", help="show Prefect's logs on the console")
 
+    serve = sub.add_parser("serve", help="serve the flow on a schedule (Prefect deployment)")
+    serve.add_argument(
+        "--cron", default=DEFAULT_CRON, help='schedule, cron syntax, UTC (default: "%(default)s")'
+    )
+    serve.add_argument(
+        "--input", type=Path, default=DEFAULT_INPUT, help="archive root (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="output folder (default: %(default)s)"
+    )
+    serve.add_argument("--name", default="news-etl-scheduled", help="deployment name (default: %(default)s)")
+
+    history = sub.add_parser("history", help="list the kept publications")
+    history.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="output folder (default: %(default)s)"
+    )
+    back = sub.add_parser("rollback", help="make a kept publication current again")
+    back.add_argument("run_id", help="a run id from `history`")
+    back.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="output folder (default: %(default)s)"
+    )
+    back.add_argument("--wait", action="store_true", help="wait for a run in progress instead of exiting")
+
     gen = sub.add_parser("generate", help="write a realistic synthetic archive")
     gen.add_argument("--events", type=int, required=True, help="number of event files")
     gen.add_argument("--output", type=Path, required=True, help="folder to write the archive into")
@@ -47,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "generate":
         return _generate(args)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "history":
+        return _history(args)
+    if args.command == "rollback":
+        return _rollback(args)
     return _run(args)
 
 
@@ -65,6 +96,67 @@ def quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+
+
+def serve_options(args: argparse.Namespace) -> dict:
+    """What `serve` passes to Prefect: a cron schedule in UTC and absolute paths, so scheduled
+    runs do not depend on the directory the server was started from."""
+    return {
+        "name": args.name,
+        "cron": args.cron,
+        "parameters": {"input": str(args.input.resolve()), "output": str(args.output.resolve())},
+        "description": "Build, validate and publish the news tables on a schedule.",
+        "tags": ["news-pipeline"],
+    }
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if not args.input.is_dir():
+        return _fail(f"input folder not found: {args.input}")
+    quiet_prefect(verbose=True)
+    from flows.news_etl import news_etl
+
+    # pause_on_shutdown=False: stopping this process must not pause the schedule in Prefect.
+    news_etl.serve(**serve_options(args), pause_on_shutdown=False)
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    import pyarrow.parquet as pq
+
+    from pipeline.config import OutputLayout
+    from pipeline.publish import current_run_id, list_publications
+
+    layout = OutputLayout(args.output.resolve())
+    kept = list_publications(layout)
+    if not kept:
+        return _fail(f"no publications in {args.output}")
+    current = current_run_id(layout)
+    print(f"{'':2}{'run_id':<34} {'finished_at (UTC)':<20} {'events':>9} {'rejected':>9}")
+    for run_id in reversed(kept):
+        runs = pq.read_table(layout.publication(run_id) / "runs.parquet").to_pylist()
+        row = next((r for r in runs if r["run_id"] == run_id), {})
+        finished = row.get("finished_at")
+        print(
+            f"{'*' if run_id == current else ' '} {run_id:<34} {finished:%Y-%m-%d %H:%M:%S} "
+            f"{row.get('events', 0):>9} {row.get('rejected', 0):>9}"
+        )
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from pipeline.config import OutputLayout
+    from pipeline.lock import OutputLocked, output_lock
+    from pipeline.publish import rollback
+
+    layout = OutputLayout(args.output.resolve())
+    try:
+        with output_lock(layout.lock, wait=args.wait):
+            rollback(layout, args.run_id)
+    except (OutputLocked, LookupError) as exc:
+        return _fail(str(exc).strip("'\""))
+    print(f"current publication: {args.run_id} ({layout.catalog})")
+    return 0
 
 
 def _generate(args: argparse.Namespace) -> int:

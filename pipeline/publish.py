@@ -60,6 +60,24 @@ def list_publications(layout: OutputLayout) -> list[str]:
     return sorted(p.name for p in layout.publications.iterdir() if (p / "runs.parquet").exists())
 
 
+def current_run_id(layout: OutputLayout) -> str | None:
+    try:
+        return Path(os.readlink(layout.current)).name
+    except OSError:
+        return None
+
+
+def rollback(layout: OutputLayout, run_id: str) -> Path:
+    """Make a kept publication current again (catalog and `current` swapped as on publish)."""
+    if run_id not in list_publications(layout):
+        kept = ", ".join(list_publications(layout)) or "none"
+        raise LookupError(f"no kept publication {run_id!r} in {layout.root} (kept: {kept})")
+    publication = layout.publication(run_id)
+    build_catalog(layout.catalog, publication)
+    point_current(layout, run_id)
+    return publication
+
+
 def prune(layout: OutputLayout, keep: int, protect: str) -> None:
     for run_id in list_publications(layout)[:-keep]:
         if run_id != protect:

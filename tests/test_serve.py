@@ -1,0 +1,34 @@
+"""Scheduling: `serve` and prefect.yaml declare the same flow and schedule."""
+
+from pathlib import Path
+
+import yaml
+
+from pipeline.cli import DEFAULT_CRON, _parser, serve_options
+from tests.conftest import REPO
+
+
+def test_serve_builds_a_scheduled_deployment_of_the_real_flow(tmp_path):
+    from flows.news_etl import news_etl
+
+    args = _parser().parse_args(
+        ["serve", "--cron", "0 * * * *", "--input", "examples/news", "--output", str(tmp_path)]
+    )
+    options = serve_options(args)
+    deployment = news_etl.to_deployment(**options)
+    assert deployment.name == "news-etl-scheduled"
+    assert [s.schedule.cron for s in deployment.schedules] == ["0 * * * *"]
+    assert Path(deployment.parameters["input"]).is_absolute()
+    assert deployment.parameters["output"] == str(tmp_path)
+
+
+def test_prefect_yaml_declares_the_same_deployment():
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    (deployment,) = spec["deployments"]
+    module, _, name = deployment["entrypoint"].partition(":")
+    assert (REPO / module).exists() and name == "news_etl"
+    assert deployment["schedules"][0]["cron"] == DEFAULT_CRON
+    assert set(deployment["parameters"]) == {"input", "output", "full_refresh"}
+    from flows.news_etl import news_etl
+
+    assert {"input", "output", "full_refresh"} <= set(news_etl.parameters.properties)
