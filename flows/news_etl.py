@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -132,11 +133,14 @@ def news_etl(
         publication = layout.publication(record.run_id)
         next_manifest = work / "manifest.parquet"
         try:
+            clock = time.perf_counter()
             record.files_seen = discover_files(config, work / "discovered.parquet")
-            record.files_read = parse_documents(
-                config, work / "discovered.parquet", record.run_id, next_manifest
-            )
+            record.seconds_discover, clock = time.perf_counter() - clock, time.perf_counter()
+            listing = work / "discovered.parquet"
+            record.files_read = parse_documents(config, listing, record.run_id, next_manifest)
+            record.seconds_parse, clock = time.perf_counter() - clock, time.perf_counter()
             counts = normalize_tables(config, next_manifest, publication, work)
+            record.seconds_normalize, clock = time.perf_counter() - clock, time.perf_counter()
             statuses = runs.file_statuses(publication)
             record.events = counts["events"]
             record.parsed = sum(statuses.get("parsed", {}).values())
@@ -149,6 +153,7 @@ def news_etl(
                 previous_events if previous_events.exists() else None, publication / "events.parquet"
             )
             report = validate_tables(config, publication, record.run_id, record.files_seen)
+            record.seconds_validate = time.perf_counter() - clock
             record.validation_passed = report.passed
             record.finished_at = dt.datetime.now(dt.UTC)
             record.published = report.passed

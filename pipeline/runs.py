@@ -35,6 +35,10 @@ class RunRecord:
     events_changed: int = 0
     events_removed: int = 0
     full_refresh: bool = False
+    seconds_discover: float = 0.0
+    seconds_parse: float = 0.0
+    seconds_normalize: float = 0.0
+    seconds_validate: float = 0.0
 
 
 SCHEMA = pa.schema(
@@ -56,6 +60,10 @@ SCHEMA = pa.schema(
         ("events_changed", pa.int64()),
         ("events_removed", pa.int64()),
         ("full_refresh", pa.bool_()),
+        ("seconds_discover", pa.float64()),
+        ("seconds_parse", pa.float64()),
+        ("seconds_normalize", pa.float64()),
+        ("seconds_validate", pa.float64()),
     ]
 )
 assert [f.name for f in fields(RunRecord)] == SCHEMA.names
