@@ -25,7 +25,7 @@ from pipeline.normalize import sql_literal
 from pipeline.schema import STAGING
 
 # A file rejected for one of these may be accepted later without any change to its bytes.
-RETRY_REASONS = frozenset({"unreadable", "vanished", "date_out_of_range"})
+RETRY_REASONS = frozenset({"unreadable", "vanished", "not_a_regular_file", "date_out_of_range"})
 
 MANIFEST_SCHEMA = pa.schema(
     [

@@ -53,28 +53,44 @@ def match_link(text: str, pos: int = 0) -> tuple[str, str, int] | None:
     return text[pos + 1 : close_bracket], text[close_bracket + 2 : close_paren], close_paren + 1
 
 
+def _pairs(text: str, open_ch: str, close_ch: str) -> dict[int, int]:
+    """Index of each opening delimiter -> its closing one, in one pass (escapes honoured)."""
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == open_ch:
+            stack.append(i)
+        elif ch == close_ch and stack:
+            pairs[stack.pop()] = i
+        i += 1
+    return pairs
+
+
 def strip_links(text: str) -> str:
-    """Replace every inline link (and image) `[text](url)` by its text."""
+    """Replace every inline link (and image) `[text](url)` by its text, in linear time."""
     if "](" not in text:
         return text
     text = _FAST_LINK_OR_IMAGE.sub(_link_text, text)
     if "](" not in text:
         return text
+    # Nested brackets or parentheses: match delimiters once, then walk the text.
+    brackets, parens = _pairs(text, "[", "]"), _pairs(text, "(", ")")
     out: list[str] = []
     i = 0
-    while True:
-        j = text.find("[", i)
-        if j < 0:
-            break
-        found = match_link(text, j)
-        if found is None:
-            out.append(text[i : j + 1])
-            i = j + 1
+    for j in sorted(brackets):
+        if j < i:
             continue
-        prefix = text[i:j]
-        out.append(prefix[:-1] if prefix.endswith("!") else prefix)
-        out.append(found[0])
-        i = found[2]
+        close = brackets[j]
+        if close + 1 < len(text) and text[close + 1] == "(" and close + 1 in parens:
+            prefix = text[i:j]
+            out.append(prefix[:-1] if prefix.endswith("!") else prefix)
+            out.append(text[j + 1 : close])
+            i = parens[close + 1] + 1
     out.append(text[i:])
     return "".join(out)
 

@@ -35,10 +35,10 @@ SECTION_RELATED = "related"
 
 _DATE_LINE = re.compile(r"^###[ \t]+\[[ \t]*(\d{4})-(\d{2})-(\d{2})[ \t]*\](?:\(.*\))?[ \t]*$")
 # A date heading whose bracket holds something that is not YYYY-MM-DD (`### [2015-2-30](..)`).
-_DATE_LIKE_LINE = re.compile(r"^###[ \t]+\[[^\]]*\d[^\]]*\]")
+_DATE_LIKE_LINE = re.compile(r"^###[ \t]+\[[^\]\d]*\d[^\]]*\]")  # one split point: linear time
 _TITLE_LINE = re.compile(r"^#(?:[ \t]|$)")
-_ITEM = re.compile(r"^[ \t]*(?:\d+[.)]|[-*+])(?:[ \t]+(.*?))?[ \t]*$")
-_CONTEXT = re.compile(r"[ \t]*[_*]Context:[ \t]*(.*?)[ \t]*[_*][ \t]*$")
+_ITEM = re.compile(r"^[ \t]*(?:\d+[.)]|[-*+])(?:[ \t]+(.*))?$")
+_CONTEXT = re.compile(r"[ \t]*[_*]Context:[ \t]*(.*)[_*][ \t]*$")
 _LINE_BREAKS = re.compile(r"\r\n?")
 
 
@@ -145,7 +145,7 @@ def parse_document(data: bytes, rel_path: str, today: dt.date) -> ParsedEvent | 
         if item is None:
             quarantine.append(QuarantinedLine(section, number + 1, line, NOT_A_LIST_ITEM))
             continue
-        content = item[1] or ""
+        content = (item[1] or "").rstrip(" \t")
         if section == SECTION_SOURCE:
             link = match_link(content) if content.startswith("[") else None
             url = link[1].strip() if link else ""
@@ -168,7 +168,7 @@ def parse_document(data: bytes, rel_path: str, today: dt.date) -> ParsedEvent | 
                 continue
             related_date, related_slug = target
             context = _CONTEXT.match(content, link[2])
-            contexts = _split_contexts(context[1]) if context else ()
+            contexts = _split_contexts(context[1].rstrip(" \t")) if context else ()
             relations.append(
                 Relation(
                     len(relations) + 1,

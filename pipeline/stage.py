@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import stat
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -28,7 +29,47 @@ from pipeline.schema import STAGING
 
 DAY_INDEX = "day_index"
 UNREADABLE = "unreadable"
+VANISHED = "vanished"
 BAD_FILE_NAME = "bad_file_name"
+NOT_A_FILE = "not_a_regular_file"
+TOO_LARGE = "too_large"
+# Real event documents are a few KB; 32 MiB still admits 100,000 related items in one file
+# while keeping a hostile file from taking a worker's memory.
+MAX_DOCUMENT_BYTES = 32 * 2**20
+
+
+class _Unusable(Exception):
+    def __init__(self, reason: str, detail: str, sha: str | None = None, size: int | None = None) -> None:
+        super().__init__(detail)
+        self.reason, self.detail, self.sha, self.size = reason, detail, sha, size
+
+
+def read_document(os_path: str) -> bytes:
+    """The bytes of a regular file, or `_Unusable` with the reason. Opened non-blocking and
+    checked with fstat, so a FIFO or device named `*.md` can never block a worker."""
+    try:
+        fd = os.open(os_path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError as exc:
+        raise _Unusable(VANISHED, "the file disappeared before it could be read") from exc
+    except OSError as exc:
+        raise _Unusable(UNREADABLE, exc.strerror or str(exc)) from exc
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _Unusable(NOT_A_FILE, "not a regular file (a pipe, device or socket)")
+        if st.st_size > MAX_DOCUMENT_BYTES:
+            digest = hashlib.sha256()
+            size = 0
+            while chunk := handle.read(2**20):
+                digest.update(chunk)
+                size += len(chunk)
+            raise _Unusable(
+                TOO_LARGE, f"{size} bytes; the limit is {MAX_DOCUMENT_BYTES}", digest.hexdigest(), size
+            )
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise _Unusable(UNREADABLE, exc.strerror or str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -134,11 +175,9 @@ def stage_batch(batch: str, files: Sequence[InputFile], directory: Path, today: 
     parsed = rejected = skipped = 0
     for f in files:
         try:
-            with open(f.os_path, "rb") as handle:
-                data = handle.read()
-        except OSError as exc:
-            reason = "vanished" if isinstance(exc, FileNotFoundError) else UNREADABLE
-            cols.file(f.rel_path, None, None, "rejected", reason, exc.strerror or str(exc), None)
+            data = read_document(f.os_path)
+        except _Unusable as exc:
+            cols.file(f.rel_path, exc.sha, exc.size, "rejected", exc.reason, exc.detail, None)
             rejected += 1
             continue
         sha = hashlib.sha256(data).hexdigest()
