@@ -22,6 +22,7 @@ from pipeline import incremental, runs
 from pipeline import publish as publishing
 from pipeline.config import DEFAULT_INPUT, DEFAULT_OUTPUT, RunConfig
 from pipeline.discover import discover, read_manifest, write_manifest
+from pipeline.faults import checkpoint
 from pipeline.lock import output_lock
 from pipeline.normalize import normalize
 from pipeline.progress import batch_progress
@@ -46,6 +47,7 @@ def discover_files(config: RunConfig, listing: Path) -> int:
     """List (and stat) every *.md file under the input into the run's file listing."""
     files = discover(config.input_dir)
     write_manifest(files, listing)
+    checkpoint("discover:listed")
     return len(files)
 
 
@@ -57,6 +59,7 @@ def parse_documents(config: RunConfig, listing: Path, run_id: str, next_manifest
     files = read_manifest(listing)
     previous = incremental.read_manifest(layout.manifest)
     incremental.collect_garbage(layout.staging, incremental.live_batches(previous))
+    checkpoint("parse:collected-garbage")
     if config.full_refresh:
         previous = incremental.MANIFEST_SCHEMA.empty_table()
     todo = incremental.plan(files, previous)
@@ -64,8 +67,10 @@ def parse_documents(config: RunConfig, listing: Path, run_id: str, next_manifest
         results = stage_all(
             todo, layout.staging, config.today, config.batch_size, config.workers, advance, prefix=run_id
         )
+    checkpoint("parse:all-batches")
     manifest = incremental.next_manifest(files, todo, previous, layout.staging, [r.batch for r in results])
     incremental.write_manifest(manifest, next_manifest)
+    checkpoint("parse:manifest-written")
     return len(todo)
 
 
@@ -99,6 +104,7 @@ def publish_tables(config: RunConfig, run_id: str, next_manifest: Path) -> Path:
     publication = publishing.publish(layout, run_id, config.keep_publications)
     if next_manifest.exists():
         os.replace(next_manifest, layout.manifest)
+    checkpoint("publish:manifest-committed")
     incremental.collect_garbage(
         layout.staging, incremental.live_batches(incremental.read_manifest(layout.manifest))
     )
@@ -125,6 +131,7 @@ def news_etl(
     config = RunConfig(Path(input), Path(output), show_progress=show_progress, **options)
     layout = config.layout
     with output_lock(layout.lock, wait=wait_for_lock):
+        publishing.clean_leftovers(layout)
         started = dt.datetime.now(dt.UTC)
         record = runs.RunRecord(
             run_id=runs.new_run_id(started), started_at=started, full_refresh=full_refresh
@@ -154,6 +161,7 @@ def news_etl(
             )
             report = validate_tables(config, publication, record.run_id, record.files_seen)
             record.seconds_validate = time.perf_counter() - clock
+            checkpoint("validate:done")
             record.validation_passed = report.passed
             record.finished_at = dt.datetime.now(dt.UTC)
             record.published = report.passed
@@ -163,6 +171,7 @@ def news_etl(
                 _report(record, report, None)
                 raise ValidationFailed(report)
             runs.write_table(log, publication / "runs.parquet")
+            checkpoint("publish:runs-written")
             publish_tables(config, record.run_id, next_manifest)
         except BaseException:
             publishing.discard(publication)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline.faults import checkpoint
 from pipeline.schema import STAGING
 
 # In dependency order: each model may read the staging views and the models before it.
@@ -80,6 +81,7 @@ def normalize(
             tmp.replace(target)
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(str(target))})")
             counts[name] = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+            checkpoint(f"normalize:{name}")
         return counts
     finally:
         con.close()

@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.config import OutputLayout
+from pipeline.faults import checkpoint
 from pipeline.normalize import MODELS, sql_literal
 
 TABLES: tuple[str, ...] = (*MODELS, "runs")
@@ -34,6 +35,7 @@ def build_catalog(catalog: Path, publication: Path) -> None:
         con.execute("CHECKPOINT")
     finally:
         con.close()
+    checkpoint("publish:catalog-built")
     os.replace(tmp, catalog)
 
 
@@ -48,8 +50,11 @@ def publish(layout: OutputLayout, run_id: str, keep: int) -> Path:
     """Make `run_id`'s publication current and drop all but the newest `keep` publications."""
     publication = layout.publication(run_id)
     build_catalog(layout.catalog, publication)
+    checkpoint("publish:catalog-swapped")
     point_current(layout, run_id)
+    checkpoint("publish:current-swapped")
     prune(layout, keep, protect=run_id)
+    checkpoint("publish:pruned")
     return publication
 
 
@@ -82,6 +87,20 @@ def prune(layout: OutputLayout, keep: int, protect: str) -> None:
     for run_id in list_publications(layout)[:-keep]:
         if run_id != protect:
             shutil.rmtree(layout.publication(run_id), ignore_errors=True)
+
+
+def clean_leftovers(layout: OutputLayout) -> None:
+    """Remove what a killed run left behind: its work folder, a publication it never finished
+    (no runs.parquet), half-built catalog and link files. Call only while holding the lock."""
+    shutil.rmtree(layout.work, ignore_errors=True)
+    current = current_run_id(layout)
+    if layout.publications.is_dir():
+        for folder in layout.publications.iterdir():
+            if folder.name != current and not (folder / "runs.parquet").exists():
+                shutil.rmtree(folder, ignore_errors=True)
+    for pattern in (f".{layout.catalog.name}.*.tmp", ".current.*.tmp"):
+        for leftover in layout.root.glob(pattern):
+            leftover.unlink(missing_ok=True)
 
 
 def discard(path: Path) -> None:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from pipeline.discover import InputFile
 from pipeline.domains import host_of, registered_domain
+from pipeline.faults import checkpoint
 from pipeline.ids import tag_id, tag_key
 from pipeline.parse import ParsedEvent, Rejected, parse_document
 from pipeline.schema import STAGING
@@ -167,6 +168,8 @@ class _Columns:
             tmp = final.with_suffix(".tmp")
             pq.write_table(table, tmp, compression="zstd")
             os.replace(tmp, final)
+            if name == "stg_sources":
+                checkpoint("stage:partial-batch")
 
 
 def stage_batch(batch: str, files: Sequence[InputFile], directory: Path, today: dt.date) -> BatchResult:
@@ -227,6 +230,7 @@ def stage_all(
     if workers == 1 or len(batches) == 1:
         for key, batch in zip(keys, batches, strict=True):
             results.append(stage_batch(key, batch, directory, today))
+            checkpoint("parse:first-batch")
             if on_batch:
                 on_batch(results[-1])
         return results
@@ -237,6 +241,7 @@ def stage_all(
         ]
         for future in futures:
             results.append(future.result())
+            checkpoint("parse:first-batch")
             if on_batch:
                 on_batch(results[-1])
     return results
