@@ -87,6 +87,13 @@ def _read_all(paths: list[str]) -> int:
     return total
 
 
+def last_run(output: Path) -> dict:
+    """Per-stage seconds the pipeline recorded for its latest run."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(output / "state" / "runs.parquet").to_pylist()[-1]
+
+
 def io_floor(archive: Path) -> float:
     """Seconds to list and read every *.md file's bytes with 2 processes."""
     start = time.perf_counter()
@@ -135,6 +142,11 @@ def bench(size: int, repeats: int, work: Path) -> dict[str, tuple[float, int]]:
         "io_floor": [],
         "full": [],
         "incremental": [],
+        "parse": [],
+        "normalize": [],
+        "validate": [],
+        "incr_normalize": [],
+        "incr_validate": [],
     }
     for r in range(repeats):
         samples["startup"].append(timed(run_cmd(empty, work / f"empty-out-{r}", full=True)))
@@ -142,11 +154,17 @@ def bench(size: int, repeats: int, work: Path) -> dict[str, tuple[float, int]]:
         out = work / f"out-{size}-{r}"
         shutil.rmtree(out, ignore_errors=True)
         samples["full"].append(timed(run_cmd(archive, out, full=True)))
+        stages = last_run(out)
+        for stage in ("parse", "normalize", "validate"):
+            samples[stage].append((stages[f"seconds_{stage}"], 0))
         extra = add_files(archive, 100, f"r{r}")
         try:
             samples["incremental"].append(timed(run_cmd(archive, out, full=False)))
         finally:
             shutil.rmtree(extra)
+        stages = last_run(out)
+        samples["incr_normalize"].append((stages["seconds_normalize"], 0))
+        samples["incr_validate"].append((stages["seconds_validate"], 0))
         shutil.rmtree(out, ignore_errors=True)
     return {
         name: (statistics.median(t for t, _ in values), max(m for _, m in values))
@@ -169,6 +187,18 @@ def report(results: dict[int, dict[str, tuple[float, int]]], command: str, repea
         lines.append(
             f"| {size:,} | {startup:.1f} | {floor:.1f} | {full:.1f} | {(full - startup) / floor:.2f} "
             f"| {r['full'][1] / 2**20:,.0f} | {incr:.1f} | {(incr - startup) / (full - startup):.1%} |"
+        )
+    lines += [
+        "",
+        "Stages of the full build and of the incremental run, from the `runs` table (medians, seconds):",
+        "",
+        "| events | parse | normalize | validate | validate / full | incremental: normalize | incremental: validate |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size, r in sorted(results.items()):
+        lines.append(
+            f"| {size:,} | {r['parse'][0]:.1f} | {r['normalize'][0]:.1f} | {r['validate'][0]:.1f} "
+            f"| {r['validate'][0] / r['full'][0]:.1%} | {r['incr_normalize'][0]:.1f} | {r['incr_validate'][0]:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
