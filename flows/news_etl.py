@@ -139,6 +139,7 @@ def news_etl(
         work = layout.run_work(record.run_id)
         publication = layout.publication(record.run_id)
         next_manifest = work / "manifest.parquet"
+        publishing_started = False
         try:
             clock = time.perf_counter()
             record.files_seen = discover_files(config, work / "discovered.parquet")
@@ -172,9 +173,13 @@ def news_etl(
                 raise ValidationFailed(report)
             runs.write_table(log, publication / "runs.parquet")
             checkpoint("publish:runs-written")
+            publishing_started = True
             publish_tables(config, record.run_id, next_manifest)
         except BaseException:
-            publishing.discard(publication)
+            # Once publishing started the catalog may already point at this (complete)
+            # publication: keep it; pruning removes it in time.
+            if not publishing_started:
+                publishing.discard(publication)
             raise
         finally:
             publishing.discard(work)

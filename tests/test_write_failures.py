@@ -1,0 +1,79 @@
+"""Write failures (disk full, permission lost on the output): a clear error, the previous
+publication intact, and the next run succeeds."""
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline import cli
+from pipeline.publish import current_run_id
+from tests.conftest import SAMPLE
+
+pytestmark = pytest.mark.flow
+
+
+def run_cli(output: Path, capsys) -> tuple[int, str]:
+    code = cli.main(["run", "--input", str(SAMPLE), "--output", str(output), "--no-progress"])
+    return code, capsys.readouterr().err
+
+
+def state(output: Path) -> tuple[bytes, str | None, list[str]]:
+    from pipeline.config import OutputLayout
+
+    layout = OutputLayout(output.resolve())
+    return (
+        layout.catalog.read_bytes(),
+        current_run_id(layout),
+        sorted(p.name for p in layout.publications.iterdir()),
+    )
+
+
+def test_disk_full_while_swapping_the_catalog(prefect_server, tmp_path, monkeypatch, capsys):
+    from pipeline import publish
+
+    out = tmp_path / "out"
+    assert run_cli(out, capsys)[0] == 0
+    before = state(out)
+    real_replace = os.replace
+
+    def full_disk(src, dst, *args, **kwargs):
+        if str(dst).endswith("news.duckdb"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(publish.os, "replace", full_disk)
+    code, err = run_cli(out, capsys)
+    assert code == 1
+    assert err.strip().splitlines() == [
+        f"error: No space left on device ({out.resolve() / 'news.duckdb'}); the previous publication is intact"
+    ]
+    # the catalog and `current` are untouched; the new (complete) publication may stay until pruned
+    after = state(out)
+    assert after[:2] == before[:2]
+    monkeypatch.undo()
+    assert run_cli(out, capsys)[0] == 0
+
+
+def test_permission_lost_while_writing_staging_files(prefect_server, tmp_path, monkeypatch, capsys):
+    from pipeline import stage
+
+    out = tmp_path / "out"
+    assert run_cli(out, capsys)[0] == 0
+    before = state(out)
+    (SAMPLE / "news").stat()  # the input is fine; the output is what fails
+
+    def denied(table, where, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(where))
+
+    monkeypatch.setattr(stage.pq, "write_table", denied)
+    code, err = run_cli(out, capsys)
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1
+    assert lines[0].startswith("error: Permission denied (") and lines[0].endswith(
+        "; the previous publication is intact"
+    )
+    assert state(out) == before  # nothing new was published or left behind
+    monkeypatch.undo()
+    assert run_cli(out, capsys)[0] == 0
