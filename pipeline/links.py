@@ -16,27 +16,6 @@ _FAST_LINK = re.compile(r"\[([^\[\]\\]*)\]\(((?:[^()\s\\]|\([^()\s\\]*\))*)\)")
 _FAST_LINK_OR_IMAGE = re.compile("!?" + _FAST_LINK.pattern)
 
 
-def _close(text: str, start: int, open_ch: str, close_ch: str) -> int:
-    """Index of the delimiter closing the one at `start`, honouring nesting and backslash escapes;
-    -1 if it never closes."""
-    depth = 0
-    i = start
-    n = len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == open_ch:
-            depth += 1
-        elif ch == close_ch:
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return -1
-
-
 def match_link(text: str, pos: int = 0) -> tuple[str, str, int] | None:
     """Parse a link starting exactly at `text[pos] == '['`: (link text, target, end index)."""
     fast = _FAST_LINK.match(text, pos)
@@ -44,10 +23,10 @@ def match_link(text: str, pos: int = 0) -> tuple[str, str, int] | None:
         return fast[1], fast[2], fast.end()
     if pos >= len(text) or text[pos] != "[":
         return None
-    close_bracket = _close(text, pos, "[", "]")
+    close_bracket = _pairs(text, "[", "]").get(pos, -1)
     if close_bracket < 0 or close_bracket + 1 >= len(text) or text[close_bracket + 1] != "(":
         return None
-    close_paren = _close(text, close_bracket + 1, "(", ")")
+    close_paren = _pairs(text, "(", ")").get(close_bracket + 1, -1)
     if close_paren < 0:
         return None
     return text[pos + 1 : close_bracket], text[close_bracket + 2 : close_paren], close_paren + 1
