@@ -53,3 +53,39 @@ def test_generate_then_run_from_another_directory(tmp_path):
     con = duckdb.connect(str(tmp_path / "out" / "news.duckdb"), read_only=True)
     assert con.execute("SELECT count(*) FROM events").fetchone() == (60,)
     assert TODAY  # the generator's default 'today' is fixed, so this archive is stable
+
+
+def test_wait_blocks_until_the_running_one_finishes(tmp_path):
+    import fcntl
+    import os
+    import time
+
+    (tmp_path / "o").mkdir()
+    fd = os.open(tmp_path / "o" / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "run",
+            "--input",
+            str(REPO / "examples" / "news"),
+            "--output",
+            str(tmp_path / "o"),
+            "--wait",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(20)  # longer than a whole sample run: only a waiting run has not published yet
+        assert proc.poll() is None  # still waiting for the lock
+        assert not (tmp_path / "o" / "news.duckdb").exists()
+    finally:
+        os.close(fd)  # the "other run" ends
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert (tmp_path / "o" / "news.duckdb").exists()
