@@ -114,6 +114,13 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.input.is_dir():
         return _fail(f"input folder not found: {args.input}")
     quiet_prefect(verbose=True)
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        return _fail(
+            "serve needs a Prefect server to schedule runs: start one with `prefect server start` "
+            "and set PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
     from flows.news_etl import news_etl
 
     # pause_on_shutdown=False: stopping this process must not pause the schedule in Prefect.

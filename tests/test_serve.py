@@ -32,3 +32,24 @@ def test_prefect_yaml_declares_the_same_deployment():
     from flows.news_etl import news_etl
 
     assert {"input", "output", "full_refresh"} <= set(news_etl.parameters.properties)
+
+
+def test_serve_without_a_prefect_server_is_a_clear_error(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline", "serve", "--input", str(REPO / "examples" / "news")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        "error: serve needs a Prefect server to schedule runs: start one with `prefect server start` "
+        "and set PREFECT_API_URL=http://127.0.0.1:4200/api"
+    ]
