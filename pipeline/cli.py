@@ -202,6 +202,13 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(
             f"{exc.strerror or exc} ({exc.filename or 'output'}); the previous publication is intact"
         )
+    except Exception as exc:  # anything else (a DuckDB I/O error, a bug): one line, not a traceback
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        reason = " ".join(str(exc).split()) or "no message"
+        return _fail(f"{type(exc).__name__}: {reason[:500]}; the previous publication is intact")
     from pipeline.summary import print_summary
 
     print_summary(result)

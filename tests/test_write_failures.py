@@ -77,3 +77,23 @@ def test_permission_lost_while_writing_staging_files(prefect_server, tmp_path, m
     assert state(out) == before  # nothing new was published or left behind
     monkeypatch.undo()
     assert run_cli(out, capsys)[0] == 0
+
+
+def test_an_unexpected_error_is_one_line_too(prefect_server, tmp_path, monkeypatch, capsys):
+    from pipeline import normalize
+
+    real_connect = normalize.connect
+
+    def failing(*args, **kwargs):
+        con = real_connect(*args, **kwargs)
+        con.execute("SET memory_limit = '1MB'")  # a real DuckDB error, raised inside the flow
+        return con
+
+    monkeypatch.setattr(normalize, "connect", failing)
+    out = tmp_path / "out"
+    code, err = run_cli(out, capsys)
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1, err
+    assert lines[0].startswith("error: ") and lines[0].endswith("; the previous publication is intact")
+    assert lines[0].startswith("error: OutOfMemoryException: Out of Memory Error")
+    assert not (out / "news.duckdb").exists()
