@@ -43,7 +43,7 @@ def connect(work_dir: Path, threads: int, memory_limit: str) -> duckdb.DuckDBPyC
     """An in-memory DuckDB that spills to `work_dir` rather than exceed `memory_limit`."""
     spill = work_dir / "duckdb-spill"
     spill.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(config={"threads": threads, "memory_limit": memory_limit})
+    con = duckdb.connect(config={"threads": threads, "memory_limit": memory_limit, "enable_progress_bar": False})
     con.execute(f"SET temp_directory = {sql_literal(str(spill))}")
     return con
 
@@ -59,20 +59,27 @@ def normalize(
     """Write every model as `<publication_dir>/<model>.parquet`; return row counts.
 
     With `live` (a manifest: file_path, batch), only each file's current batch counts;
-    without it every staged row does."""
+    without it every staged row does. Rather than semi-joining every staging view with the
+    live manifest (a hash table of every file, probed again in each model: DuckDB ran out of
+    its 1 GB at 1M events), the dead (file, batch) pairs, those of replaced or removed files,
+    are found once from stg_files and anti-joined; on a full build there are none."""
     publication_dir.mkdir(parents=True, exist_ok=True)
     con = connect(work_dir, threads, memory_limit)
     try:
+        dead = ""
         if live is not None:
+            files = sql_literal(str(staging_dir / "stg_files-*.parquet"))
             con.execute(
-                f"CREATE VIEW live AS SELECT file_path, batch FROM read_parquet({sql_literal(str(live))})"
+                f"""CREATE TEMP TABLE dead AS
+                SELECT file_path, batch FROM read_parquet({files})
+                ANTI JOIN (SELECT file_path, batch FROM read_parquet({sql_literal(str(live))}))
+                USING (file_path, batch)"""
             )
+            if con.execute("SELECT count(*) FROM dead").fetchone()[0]:
+                dead = " ANTI JOIN dead USING (file_path, batch)"
         for name in STAGING:
             pattern = sql_literal(str(staging_dir / f"{name}-*.parquet"))
-            rows = f"SELECT * EXCLUDE (batch) FROM read_parquet({pattern}) s"
-            if live is not None:
-                rows += " SEMI JOIN live ON live.file_path = s.file_path AND live.batch = s.batch"
-            con.execute(f"CREATE VIEW {name} AS {rows}")
+            con.execute(f"CREATE VIEW {name} AS SELECT * EXCLUDE (batch) FROM read_parquet({pattern}){dead}")
         counts: dict[str, int] = {}
         for name in MODELS:
             target = publication_dir / f"{name}.parquet"
