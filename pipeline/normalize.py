@@ -43,7 +43,8 @@ def connect(work_dir: Path, threads: int, memory_limit: str) -> duckdb.DuckDBPyC
     """An in-memory DuckDB that spills to `work_dir` rather than exceed `memory_limit`."""
     spill = work_dir / "duckdb-spill"
     spill.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(config={"threads": threads, "memory_limit": memory_limit, "enable_progress_bar": False})
+    con = duckdb.connect(config={"threads": threads, "memory_limit": memory_limit})
+    con.execute("SET enable_progress_bar = false")
     con.execute(f"SET temp_directory = {sql_literal(str(spill))}")
     return con
 
