@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from pipeline import incremental, runs
 from pipeline import publish as publishing
 from pipeline.config import DEFAULT_INPUT, DEFAULT_OUTPUT, RunConfig
-from pipeline.discover import discover, read_manifest, write_manifest
+from pipeline.discover import discover, read_listing, write_listing
 from pipeline.faults import checkpoint
 from pipeline.lock import output_lock
 from pipeline.normalize import normalize
@@ -46,7 +46,7 @@ class ValidationFailed(Exception):
 def discover_files(config: RunConfig, listing: Path) -> int:
     """List (and stat) every *.md file under the input into the run's file listing."""
     files = discover(config.input_dir)
-    write_manifest(files, listing)
+    write_listing(files, listing)
     checkpoint("discover:listed")
     return len(files)
 
@@ -56,7 +56,7 @@ def discover_files(config: RunConfig, listing: Path) -> int:
 def parse_documents(config: RunConfig, listing: Path, run_id: str, next_manifest: Path) -> int:
     """Parse new and changed files (all on a full refresh), on all cores, into staging batches."""
     layout = config.layout
-    files = read_manifest(listing)
+    files = read_listing(listing)
     previous = incremental.read_manifest(layout.manifest)
     incremental.collect_garbage(layout.staging, incremental.live_batches(previous))
     checkpoint("parse:collected-garbage")

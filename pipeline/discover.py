@@ -57,7 +57,7 @@ def _walk(directory: str, prefix: str) -> Iterator[InputFile]:
             yield InputFile(shown, entry.path, True, size, mtime_ns)
 
 
-def write_manifest(files: list[InputFile], path: Path) -> None:
+def write_listing(files: list[InputFile], path: Path) -> None:
     """The discovered file list as Parquet: the boundary between discover and parse."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -77,7 +77,7 @@ def write_manifest(files: list[InputFile], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def read_manifest(path: Path) -> list[InputFile]:
+def read_listing(path: Path) -> list[InputFile]:
     import pyarrow.parquet as pq
 
     cols = pq.read_table(path).to_pydict()
