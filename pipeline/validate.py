@@ -177,9 +177,9 @@ def validate_publication(
                 gx.Checkpoint(
                     name=f"{spec.name}-checkpoint",
                     validation_definitions=[definition],
-                    actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["pipeline"])]
-                    if build_docs
-                    else [],
+                    # No per-chunk docs action: every run stores its result, and the docs are
+                    # built once at the end (rebuilding them per chunk cost ~30% of validation at 1M).
+                    actions=[],
                     result_format="SUMMARY",
                 )
             )
@@ -190,6 +190,8 @@ def validate_publication(
                 _collect(spec.name, checkpoint, chunk.to_pandas(), outcomes)
             if chunks == 0:  # an empty table is still checked (row-count expectations)
                 _collect(spec.name, checkpoint, reader.schema.empty_table().to_pandas(), outcomes)
+        if build_docs:
+            context.build_data_docs(site_names=["pipeline"])
     finally:
         con.close()
 
