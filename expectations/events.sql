@@ -9,6 +9,6 @@ SELECT e.event_id,
        coalesce(r.n, 0) AS related_rows,
        length(e.title) AS title_length,
        e.cover_image_url
-FROM events e
-LEFT JOIN (SELECT event_id, count(*) AS n FROM sources GROUP BY event_id) s ON s.event_id = e.event_id
-LEFT JOIN (SELECT event_id, count(*) AS n FROM relations GROUP BY event_id) r ON r.event_id = e.event_id
+FROM checked_events e
+LEFT JOIN (SELECT event_id, count(*) AS n FROM checked_sources GROUP BY event_id) s ON s.event_id = e.event_id
+LEFT JOIN (SELECT event_id, count(*) AS n FROM checked_relations GROUP BY event_id) r ON r.event_id = e.event_id

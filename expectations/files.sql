@@ -4,4 +4,4 @@ SELECT f.file_path,
        f.reason,
        (f.status = 'parsed') = (f.reason IS NULL) AS reason_present_iff_not_parsed,
        (f.status IN ('parsed', 'duplicate')) = (f.event_id IS NOT NULL) AS event_id_present_iff_event
-FROM files f
+FROM checked_files f

@@ -6,6 +6,6 @@ SELECT r.event_id,
        r.related_date,
        r.resolved,
        t.event_id IS NOT NULL AS target_exists
-FROM relations r
+FROM checked_relations r
 LEFT JOIN (SELECT event_id FROM events) e ON e.event_id = r.event_id
 LEFT JOIN (SELECT event_id FROM events) t ON t.event_id = r.related_event_id

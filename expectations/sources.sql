@@ -4,5 +4,5 @@ SELECT s.event_id,
        e.event_id IS NOT NULL AS event_exists,
        s.url,
        s.host
-FROM sources s
+FROM checked_sources s
 LEFT JOIN (SELECT event_id FROM events) e ON e.event_id = s.event_id

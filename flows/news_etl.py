@@ -21,12 +21,13 @@ from prefect.cache_policies import NO_CACHE
 from pipeline import incremental, runs
 from pipeline import publish as publishing
 from pipeline.config import DEFAULT_INPUT, DEFAULT_OUTPUT, RunConfig
-from pipeline.discover import discover, read_listing, write_listing
+from pipeline.discover import discover_table, read_listing, to_files, write_listing
 from pipeline.faults import checkpoint
 from pipeline.lock import output_lock
-from pipeline.normalize import normalize
+from pipeline.normalize import NormalizeResult, Previous, normalize
 from pipeline.progress import batch_progress
 from pipeline.stage import stage_all
+from pipeline.tables import runs_file
 from pipeline.validate import ValidationReport, validate_publication
 
 
@@ -45,10 +46,10 @@ class ValidationFailed(Exception):
 @task(name="discover-files", retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
 def discover_files(config: RunConfig, listing: Path) -> int:
     """List (and stat) every *.md file under the input into the run's file listing."""
-    files = discover(config.input_dir)
+    files = discover_table(config.input_dir)
     write_listing(files, listing)
     checkpoint("discover:listed")
-    return len(files)
+    return files.num_rows
 
 
 # --- Parse: new and changed documents to staging Parquet --------------------------------------
@@ -63,28 +64,46 @@ def parse_documents(config: RunConfig, listing: Path, run_id: str, next_manifest
     if config.full_refresh:
         previous = incremental.MANIFEST_SCHEMA.empty_table()
     todo = incremental.plan(files, previous)
-    with batch_progress(len(todo), enabled=config.show_progress) as advance:
+    with batch_progress(todo.num_rows, enabled=config.show_progress) as advance:
         results = stage_all(
-            todo, layout.staging, config.today, config.batch_size, config.workers, advance, prefix=run_id
+            to_files(todo),
+            layout.staging,
+            config.today,
+            config.batch_size,
+            config.workers,
+            advance,
+            prefix=run_id,
         )
     checkpoint("parse:all-batches")
     manifest = incremental.next_manifest(files, todo, previous, layout.staging, [r.batch for r in results])
-    incremental.write_manifest(manifest, next_manifest)
+    incremental.write_manifest(
+        manifest, next_manifest, run_id, incremental.fingerprint(config.expectations_dir)
+    )
     checkpoint("parse:manifest-written")
-    return len(todo)
+    return todo.num_rows
 
 
 # --- Normalize: staging to the published tables -----------------------------------------------
 @task(name="normalize-tables", cache_policy=NO_CACHE)
-def normalize_tables(config: RunConfig, live: Path, publication: Path, work: Path) -> dict[str, int]:
-    """Derive events, sources, tags, relations, files and quarantine from the live staged rows."""
-    return normalize(config.layout.staging, publication, work, live=live, threads=config.workers)
+def normalize_tables(
+    config: RunConfig, live: Path, publication: Path, work: Path, previous: Previous | None
+) -> NormalizeResult:
+    """Derive the tables from the live staged rows: only what changed since `previous`, if any."""
+    return normalize(
+        config.layout.staging, publication, work, live=live, previous=previous, threads=config.workers
+    )
 
 
 # --- Validate: Great Expectations over the new publication ------------------------------------
 @task(name="validate-tables", cache_policy=NO_CACHE)
-def validate_tables(config: RunConfig, publication: Path, run_id: str, files_seen: int) -> ValidationReport:
-    """Run the expectation suites; critical failures block the publish."""
+def validate_tables(
+    config: RunConfig,
+    publication: Path,
+    run_id: str,
+    files_seen: int,
+    rewritten: dict[str, list[str]] | None,
+) -> ValidationReport:
+    """Run the expectation suites over the rewritten parts; critical failures block the publish."""
     return validate_publication(
         publication,
         config.layout.validation,
@@ -93,6 +112,7 @@ def validate_tables(config: RunConfig, publication: Path, run_id: str, files_see
         config.today,
         expectations_dir=config.expectations_dir,
         threads=config.workers,
+        rewritten=rewritten,
     )
 
 
@@ -105,10 +125,26 @@ def publish_tables(config: RunConfig, run_id: str, next_manifest: Path) -> Path:
     if next_manifest.exists():
         os.replace(next_manifest, layout.manifest)
     checkpoint("publish:manifest-committed")
-    incremental.collect_garbage(
-        layout.staging, incremental.live_batches(incremental.read_manifest(layout.manifest))
-    )
+    incremental.collect_garbage(layout.staging, incremental.committed_batches(layout.manifest))
     return publication
+
+
+def incremental_base(config: RunConfig) -> tuple[Previous | None, bool]:
+    """(The publication to build on, if any; whether its checks still hold for unchanged parts).
+
+    Only the publication the committed manifest was built for qualifies (not one made current
+    by a rollback, nor one of an older layout), and never on a full refresh. Its parts count
+    as checked only if they passed the same expectation suites as this run's."""
+    layout = config.layout
+    current = publishing.current_run_id(layout)
+    run_id, expectations = incremental.manifest_origin(layout.manifest)
+    if config.full_refresh or current is None or run_id != current:
+        return None, False
+    if not publishing.is_complete(layout.publication(current)):
+        return None, False
+    return Previous(layout.publication(current), layout.manifest), expectations == incremental.fingerprint(
+        config.expectations_dir
+    )
 
 
 @flow(name="news-etl", log_prints=False)
@@ -147,7 +183,9 @@ def news_etl(
             listing = work / "discovered.parquet"
             record.files_read = parse_documents(config, listing, record.run_id, next_manifest)
             record.seconds_parse, clock = time.perf_counter() - clock, time.perf_counter()
-            counts = normalize_tables(config, next_manifest, publication, work)
+            previous, checked = incremental_base(config)
+            normalized = normalize_tables(config, next_manifest, publication, work, previous)
+            counts = normalized.counts
             record.seconds_normalize, clock = time.perf_counter() - clock, time.perf_counter()
             statuses = runs.file_statuses(publication)
             record.events = counts["events"]
@@ -156,11 +194,16 @@ def news_etl(
             record.skipped = sum(statuses.get("skipped", {}).values())
             record.duplicates = sum(statuses.get("duplicate", {}).values())
             record.quarantined = counts["quarantine"]
-            previous_events = layout.current / "events.parquet"
-            record.events_added, record.events_changed, record.events_removed = incremental.event_changes(
-                previous_events if previous_events.exists() else None, publication / "events.parquet"
+            record.events_added = normalized.added
+            record.events_changed = normalized.changed
+            record.events_removed = normalized.removed
+            report = validate_tables(
+                config,
+                publication,
+                record.run_id,
+                record.files_seen,
+                normalized.rewritten if checked else None,
             )
-            report = validate_tables(config, publication, record.run_id, record.files_seen)
             record.seconds_validate = time.perf_counter() - clock
             checkpoint("validate:done")
             record.validation_passed = report.passed
@@ -171,7 +214,7 @@ def news_etl(
                 publishing.discard(publication)
                 _report(record, report, None)
                 raise ValidationFailed(report)
-            runs.write_table(log, publication / "runs.parquet")
+            runs.write_table(log, runs_file(publication))
             checkpoint("publish:runs-written")
             publishing_started = True
             publish_tables(config, record.run_id, next_manifest)
@@ -190,6 +233,11 @@ def news_etl(
             "publication": str(publication),
             "current": str(layout.current),
             "validation_report": str(report.report_path),
+            # Parquet parts written by this run and hard-linked from the previous publication.
+            "parts_rewritten": None
+            if normalized.rewritten is None
+            else sum(len(p) for p in normalized.rewritten.values()),
+            "parts_reused": normalized.linked,
             "data_docs": str(report.docs_index) if report.docs_index else None,
             "warnings": [o.line() for o in report.warnings],
             "not_published_by_reason": {

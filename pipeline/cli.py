@@ -133,6 +133,7 @@ def _history(args: argparse.Namespace) -> int:
 
     from pipeline.config import OutputLayout
     from pipeline.publish import current_run_id, list_publications
+    from pipeline.tables import runs_file
 
     layout = OutputLayout(args.output.resolve())
     kept = list_publications(layout)
@@ -141,7 +142,7 @@ def _history(args: argparse.Namespace) -> int:
     current = current_run_id(layout)
     print(f"{'':2}{'run_id':<34} {'finished_at (UTC)':<20} {'events':>9} {'rejected':>9}")
     for run_id in reversed(kept):
-        runs = pq.read_table(layout.publication(run_id) / "runs.parquet").to_pylist()
+        runs = pq.read_table(runs_file(layout.publication(run_id))).to_pylist()
         row = next((r for r in runs if r["run_id"] == run_id), {})
         finished = row.get("finished_at")
         print(

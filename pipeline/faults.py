@@ -25,6 +25,7 @@ CRASH_POINTS = (
     "normalize:event_tags",
     "normalize:tags",
     "normalize:quarantine",
+    "normalize:tag_spellings",
     "validate:done",
     "publish:runs-written",
     "publish:catalog-built",

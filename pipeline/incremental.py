@@ -12,16 +12,15 @@ successful publish; batches no manifest names are garbage.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.discover import InputFile
-from pipeline.normalize import sql_literal
 from pipeline.schema import STAGING
 
 # A file rejected for one of these may be accepted later without any change to its bytes.
@@ -36,73 +35,101 @@ MANIFEST_SCHEMA = pa.schema(
         ("status", pa.string()),
         ("reason", pa.string()),
         ("batch", pa.string()),
+        ("event_id", pa.string()),  # as staged (NULL unless parsed): which files share an event
     ]
 )
+# Schema metadata: the run whose publication a manifest describes, and a fingerprint of the
+# expectation suites that publication passed (other suites must check every row again).
+PUBLICATION_KEY = b"publication"
+EXPECTATIONS_KEY = b"expectations"
 
 
 def read_manifest(path: Path) -> pa.Table:
+    """The manifest at `path`; empty (so every file is parsed again) if missing or of an older
+    format."""
     if path.exists():
-        return pq.read_table(path).select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
+        table = pq.read_table(path)
+        if set(MANIFEST_SCHEMA.names) <= set(table.column_names):
+            return table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
     return MANIFEST_SCHEMA.empty_table()
 
 
-def plan(files: Sequence[InputFile], previous: pa.Table) -> list[InputFile]:
-    """The files that must be (re)parsed: new, changed by size or mtime, or worth retrying."""
+def manifest_origin(path: Path) -> tuple[str | None, str | None]:
+    """(run id of the publication built from the manifest at `path`, fingerprint of the
+    expectations it passed); (None, None) when missing, unreadable or of an older format."""
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowInvalid):
+        return None, None
+    if not set(MANIFEST_SCHEMA.names) <= set(schema.names):
+        return None, None
+    metadata = schema.metadata or {}
+    run_id, expectations = metadata.get(PUBLICATION_KEY), metadata.get(EXPECTATIONS_KEY)
+    return (run_id.decode() if run_id else None, expectations.decode() if expectations else None)
+
+
+def fingerprint(directory: Path) -> str:
+    """A hash of every suite file in `directory` (names and bytes)."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.glob("*.json")) + sorted(directory.glob("*.sql")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def plan(listing: pa.Table, previous: pa.Table) -> pa.Table:
+    """The listing rows to (re)parse: new files, files whose size or mtime changed, files
+    that could not be stat-ed, and files rejected for a reason worth retrying."""
     if previous.num_rows == 0:
-        return list(files)
-    cols = previous.select(["file_path", "size", "mtime_ns", "reason"]).to_pydict()
-    known = {
-        path: (size, mtime, reason)
-        for path, size, mtime, reason in zip(
-            cols["file_path"], cols["size"], cols["mtime_ns"], cols["reason"], strict=True
-        )
-    }
-    todo = []
-    for f in files:
-        seen = known.get(f.rel_path)
-        if (
-            seen is None
-            or seen[0] != f.size
-            or seen[1] != f.mtime_ns
-            or f.size < 0
-            or seen[2] in RETRY_REASONS
-        ):
-            todo.append(f)
-    return todo
+        return listing
+    known = previous.select(["file_path", "size", "mtime_ns", "reason"]).rename_columns(
+        ["rel_path", "known_size", "known_mtime_ns", "known_reason"]
+    )
+    joined = listing.join(known, "rel_path", join_type="left outer")
+    todo = pc.or_kleene(
+        pc.or_kleene(
+            pc.is_null(joined["known_size"]),
+            pc.or_kleene(
+                pc.not_equal(joined["size"], joined["known_size"]),
+                pc.not_equal(joined["mtime_ns"], joined["known_mtime_ns"]),
+            ),
+        ),
+        pc.or_kleene(
+            pc.less(joined["size"], 0),
+            pc.fill_null(pc.is_in(joined["known_reason"], pa.array(sorted(RETRY_REASONS))), False),
+        ),
+    )
+    selected = joined.filter(pc.fill_null(todo, True)).select(listing.column_names).sort_by("rel_path")
+    return selected.replace_schema_metadata(listing.schema.metadata)
 
 
 def next_manifest(
-    files: Sequence[InputFile],
-    parsed: Sequence[InputFile],
-    previous: pa.Table,
-    staging: Path,
-    batches: Sequence[str],
+    listing: pa.Table, parsed: pa.Table, previous: pa.Table, staging: Path, batches: Sequence[str]
 ) -> pa.Table:
     """Previous entries of unchanged files plus this run's staged files; vanished files drop out."""
-    current = {f.rel_path for f in files}
-    reparsed = {f.rel_path for f in parsed}
-    stat = {f.rel_path: (f.size, f.mtime_ns) for f in parsed}
-    kept = previous.filter(
-        pa.array([p in current and p not in reparsed for p in previous["file_path"].to_pylist()], pa.bool_())
+    keep = pc.and_(
+        pc.is_in(previous["file_path"], listing["rel_path"]),
+        pc.invert(pc.is_in(previous["file_path"], parsed["rel_path"])),
     )
+    kept = previous.filter(keep).replace_schema_metadata(None)
     fresh = [staging / f"stg_files-{b}.parquet" for b in batches]
-    staged = (
-        pq.read_table(fresh, columns=["file_path", "content_sha256", "status", "reason", "batch"])
-        if fresh
-        else None
-    )
-    if staged is None or staged.num_rows == 0:
+    if not fresh:
         return kept
-    paths = staged["file_path"].to_pylist()
-    staged = staged.append_column("size", pa.array([stat[p][0] for p in paths], pa.int64()))
-    staged = staged.append_column("mtime_ns", pa.array([stat[p][1] for p in paths], pa.int64()))
+    staged = pq.read_table(
+        fresh, columns=["file_path", "content_sha256", "status", "reason", "batch", "event_id"]
+    )
+    if staged.num_rows == 0:
+        return kept
+    stat = parsed.select(["rel_path", "size", "mtime_ns"]).rename_columns(["file_path", "size", "mtime_ns"])
+    staged = staged.join(stat, "file_path", join_type="left outer")
     return pa.concat_tables([kept, staged.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)])
 
 
-def write_manifest(table: pa.Table, path: Path) -> None:
+def write_manifest(table: pa.Table, path: Path, run_id: str, expectations: str) -> None:
+    """Write the manifest for the publication of `run_id`, validated by suites `expectations`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    pq.write_table(table, tmp)
+    metadata = {PUBLICATION_KEY: run_id.encode(), EXPECTATIONS_KEY: expectations.encode()}
+    pq.write_table(table.replace_schema_metadata(metadata), tmp)
     os.replace(tmp, path)
 
 
@@ -124,23 +151,8 @@ def live_batches(manifest: pa.Table) -> set[str]:
     return set(manifest["batch"].unique().to_pylist()) if manifest.num_rows else set()
 
 
-def event_changes(old_events: Path | None, new_events: Path) -> tuple[int, int, int]:
-    """(added, changed, removed) events between two publications, by event_id and content hash."""
-    if old_events is None or not old_events.exists():
-        with duckdb.connect() as con:
-            added = con.execute(
-                f"SELECT count(*) FROM read_parquet({sql_literal(str(new_events))})"
-            ).fetchone()[0]
-        return added, 0, 0
-    old, new = sql_literal(str(old_events)), sql_literal(str(new_events))
-    with duckdb.connect() as con:
-        return con.execute(
-            f"""
-        SELECT count(*) FILTER (WHERE o.event_id IS NULL),
-               count(*) FILTER (WHERE o.event_id IS NOT NULL AND n.event_id IS NOT NULL
-                                AND (o.content_sha256 <> n.content_sha256 OR o.file_path <> n.file_path)),
-               count(*) FILTER (WHERE n.event_id IS NULL)
-        FROM (SELECT event_id, content_sha256, file_path FROM read_parquet({old})) o
-        FULL JOIN (SELECT event_id, content_sha256, file_path FROM read_parquet({new})) n USING (event_id)
-        """
-        ).fetchone()
+def committed_batches(path: Path) -> set[str]:
+    """The batches the manifest at `path` names (reads one column)."""
+    if not path.exists():
+        return set()
+    return set(pq.read_table(path, columns=["batch"])["batch"].unique().to_pylist())

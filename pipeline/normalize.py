@@ -1,13 +1,23 @@
 """Derive the published tables from the staging Parquet with DuckDB (models in pipeline/sql/).
 
-Every model is a SELECT in its own `.sql` file; it is written to Parquet in the
-new publication folder and then exposed under its own name, so later models
-read what was actually written. DuckDB spills to disk under a memory limit, so
-a million events stay inside the process's budget.
+Every model is a SELECT in its own `.sql` file. A full build runs the models over
+every live staged row and writes each table split by event year
+(pipeline/tables.py). An incremental build runs the same models over only the
+files its changes touch, then rewrites just the year parts those files (and the
+relations pointing at their events) fall in: each rewritten part is the previous
+part minus the touched events plus their fresh rows, and every other part is
+hard-linked from the previous publication. Derived columns that cross events
+(`resolved`, duplicates, tags) are recomputed for every rewritten row, so the
+result equals a full build (tests/test_incremental.py checks that after every
+step). DuckDB spills to disk under a memory limit, so a million events stay
+inside the process's budget.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -15,24 +25,61 @@ import duckdb
 
 from pipeline.faults import checkpoint
 from pipeline.schema import STAGING
+from pipeline.tables import NO_EVENT, WHOLE, part_path, parts, row_count, table_glob
 
-# In dependency order: each model may read the staging views and the models before it.
-MODELS: tuple[str, ...] = (
+# Models keyed by event, in dependency order: each may read the staging views and the models
+# before it (`events` is the winning file of each touched event id).
+EVENT_MODELS: tuple[str, ...] = (
     "events",
-    "files",
     "sources",
     "relations",
     "relation_tags",
     "event_tags",
-    "tags",
     "quarantine",
+    "tag_spellings",
 )
+# Every table the models produce; `tags` is rebuilt whole from the written parts.
+MODELS: tuple[str, ...] = (*EVENT_MODELS, "files", "tags")
+ORDER: dict[str, str] = {
+    "events": "event_id",
+    "sources": "event_id, position",
+    "relations": "event_id, position",
+    "relation_tags": "ALL",
+    "event_tags": "ALL",
+    "quarantine": "file_path, line_number",
+    "tag_spellings": "ALL",
+    "files": "file_path",
+}
 
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
 
 
+@dataclass(frozen=True)
+class Previous:
+    """The publication the previous manifest belongs to: the base of an incremental build."""
+
+    publication: Path
+    manifest: Path
+
+
+@dataclass
+class NormalizeResult:
+    counts: dict[str, int]
+    added: int
+    changed: int
+    removed: int
+    # Parts rewritten by this run, per table; None when every part was (a full build).
+    rewritten: dict[str, list[str]] | None = None
+    linked: int = 0
+    touched_files: int = field(default=0)
+
+
 def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def sql_list(items: list[str]) -> str:
+    return "[" + ", ".join(sql_literal(i) for i in items) + "]"
 
 
 def model_sql(name: str) -> str:
@@ -49,47 +96,276 @@ def connect(work_dir: Path, threads: int, memory_limit: str) -> duckdb.DuckDBPyC
     return con
 
 
+def part_filter(part: str) -> str:
+    """Rows of one part, as a range on event_id so DuckDB can skip row groups by min/max."""
+    if part == NO_EVENT:
+        return "event_id IS NULL"
+    return f"event_id >= {sql_literal(part)} AND event_id < {sql_literal(str(int(part) + 1).zfill(4))}"
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str) -> object:
+    return con.execute(sql).fetchone()[0]
+
+
+def _column(con: duckdb.DuckDBPyConnection, sql: str) -> list[str]:
+    return [row[0] for row in con.execute(sql).fetchall()]
+
+
 def normalize(
     staging_dir: Path,
     publication_dir: Path,
     work_dir: Path,
     live: Path | None = None,
+    previous: Previous | None = None,
     threads: int = 2,
     memory_limit: str = "1GB",
-) -> dict[str, int]:
-    """Write every model as `<publication_dir>/<model>.parquet`; return row counts.
+) -> NormalizeResult:
+    """Write every table under `publication_dir` (see pipeline/tables.py).
 
-    With `live` (a manifest: file_path, batch), only each file's current batch counts;
-    without it every staged row does. Rather than semi-joining every staging view with the
-    live manifest (a hash table of every file, probed again in each model: DuckDB ran out of
-    its 1 GB at 1M events), the dead (file, batch) pairs, those of replaced or removed files,
-    are found once from stg_files and anti-joined; on a full build there are none."""
+    `live` is the manifest naming each file's current batch (without it every staged row
+    counts). With `previous` (and `live`), only what changed since that publication is
+    recomputed; without it, everything is."""
     publication_dir.mkdir(parents=True, exist_ok=True)
     con = connect(work_dir, threads, memory_limit)
     try:
-        dead = ""
-        if live is not None:
-            files = sql_literal(str(staging_dir / "stg_files-*.parquet"))
-            con.execute(
-                f"""CREATE TEMP TABLE dead AS
-                SELECT file_path, batch FROM read_parquet({files})
-                ANTI JOIN (SELECT file_path, batch FROM read_parquet({sql_literal(str(live))}))
-                USING (file_path, batch)"""
-            )
-            if con.execute("SELECT count(*) FROM dead").fetchone()[0]:
-                dead = " ANTI JOIN dead USING (file_path, batch)"
-        for name in STAGING:
-            pattern = sql_literal(str(staging_dir / f"{name}-*.parquet"))
-            con.execute(f"CREATE VIEW {name} AS SELECT * EXCLUDE (batch) FROM read_parquet({pattern}){dead}")
-        counts: dict[str, int] = {}
-        for name in MODELS:
-            target = publication_dir / f"{name}.parquet"
-            tmp = target.with_suffix(".parquet.tmp")
-            con.execute(f"COPY ({model_sql(name)}) TO {sql_literal(str(tmp))} ({PARQUET_OPTIONS})")
-            tmp.replace(target)
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(str(target))})")
-            counts[name] = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
-            checkpoint(f"normalize:{name}")
-        return counts
+        if previous is not None and live is not None:
+            return _incremental(con, staging_dir, publication_dir, live, previous)
+        return _full(con, staging_dir, publication_dir, live)
     finally:
         con.close()
+
+
+# --- Full build --------------------------------------------------------------------------------
+def _full(
+    con: duckdb.DuckDBPyConnection, staging_dir: Path, publication: Path, live: Path | None
+) -> NormalizeResult:
+    """Every live staged row. Rather than semi-joining every staging view with the live
+    manifest (a hash table of every file, probed in each model: DuckDB ran out of its 1 GB at
+    1M events), the dead (file, batch) pairs, those of replaced or removed files, are found
+    once from stg_files and anti-joined; on a first build there are none."""
+    dead = ""
+    if live is not None:
+        files = sql_literal(str(staging_dir / "stg_files-*.parquet"))
+        con.execute(
+            f"""CREATE TEMP TABLE dead AS
+            SELECT file_path, batch FROM read_parquet({files})
+            ANTI JOIN (SELECT file_path, batch FROM read_parquet({sql_literal(str(live))}))
+            USING (file_path, batch)"""
+        )
+        if _one(con, "SELECT count(*) FROM dead"):
+            dead = " ANTI JOIN dead USING (file_path, batch)"
+    for name in STAGING:
+        pattern = sql_literal(str(staging_dir / f"{name}-*.parquet"))
+        con.execute(f"CREATE VIEW {name} AS SELECT * EXCLUDE (batch) FROM read_parquet({pattern}){dead}")
+    _fresh(con, "events")
+    con.execute("CREATE TEMP TABLE event_ids AS SELECT event_id FROM fresh_events")
+    years = _column(con, "SELECT DISTINCT substr(event_id, 1, 4) FROM fresh_events ORDER BY 1")
+    event_parts = [*years, NO_EVENT]
+    for name in EVENT_MODELS:
+        if name != "events":
+            _fresh(con, name)
+        _write_parts(con, publication, name, event_parts, old=None)
+        if name not in ("events", "relation_tags"):
+            con.execute(f"DROP TABLE fresh_{name}")
+    _fresh(con, "files")
+    file_parts = sorted(
+        {
+            NO_EVENT,
+            *_column(
+                con, "SELECT DISTINCT substr(event_id, 1, 4) FROM fresh_files WHERE event_id IS NOT NULL"
+            ),
+        }
+    )
+    _write_parts(con, publication, "files", file_parts, old=None)
+    _write_tags(con, publication)
+    return NormalizeResult(
+        counts=_counts(publication),
+        added=_one(con, "SELECT count(*) FROM fresh_events"),
+        changed=0,
+        removed=0,
+    )
+
+
+# --- Incremental build -------------------------------------------------------------------------
+def _incremental(
+    con: duckdb.DuckDBPyConnection, staging_dir: Path, publication: Path, live: Path, previous: Previous
+) -> NormalizeResult:
+    old = previous.publication
+    con.execute(
+        f"""CREATE TEMP TABLE changed AS
+        SELECT coalesce(n.file_path, o.file_path) AS file_path,
+               o.event_id AS old_event_id, n.event_id AS new_event_id
+        FROM read_parquet({sql_literal(str(previous.manifest))}) o
+        FULL JOIN read_parquet({sql_literal(str(live))}) n ON n.file_path = o.file_path
+        WHERE o.batch IS DISTINCT FROM n.batch"""
+    )
+    # Event ids whose winning file may differ: those any changed file had or has.
+    con.execute(
+        """CREATE TEMP TABLE affected AS
+        SELECT old_event_id AS event_id FROM changed WHERE old_event_id IS NOT NULL
+        UNION SELECT new_event_id FROM changed WHERE new_event_id IS NOT NULL"""
+    )
+    # Files whose rows are recomputed: the changed ones and every live file of an affected event.
+    con.execute(
+        f"""CREATE TEMP TABLE scope AS
+        SELECT file_path, batch FROM read_parquet({sql_literal(str(live))}) n
+        WHERE n.file_path IN (SELECT file_path FROM changed)
+           OR n.event_id IN (SELECT event_id FROM affected)"""
+    )
+    con.execute(
+        "CREATE TEMP TABLE recomputed AS SELECT file_path FROM changed UNION SELECT file_path FROM scope"
+    )
+    batches = _column(con, "SELECT DISTINCT batch FROM scope ORDER BY 1")
+    for name, schema in STAGING.items():
+        if batches:
+            files = sql_list([str(staging_dir / f"{name}-{b}.parquet") for b in batches])
+            con.execute(
+                f"CREATE VIEW {name} AS SELECT * EXCLUDE (batch) FROM read_parquet({files}) "
+                "SEMI JOIN scope USING (file_path, batch)"
+            )
+        else:
+            con.register(f"empty_{name}", schema.empty_table())
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM empty_{name}")
+
+    years = _column(con, "SELECT DISTINCT substr(event_id, 1, 4) FROM affected")
+    _fresh(con, "events")
+    old_events = sql_list(
+        [str(part_path(old, "events", y)) for y in years if part_path(old, "events", y).exists()]
+    )
+    con.execute(
+        "CREATE TEMP TABLE old_touched AS "
+        + (
+            f"SELECT event_id, content_sha256, file_path FROM read_parquet({old_events}) "
+            "SEMI JOIN affected USING (event_id)"
+            if old_events != "[]"
+            else "SELECT NULL::VARCHAR AS event_id, NULL::VARCHAR AS content_sha256, "
+            "NULL::VARCHAR AS file_path WHERE false"
+        )
+    )
+    con.execute(
+        f"""CREATE TEMP TABLE event_ids AS
+        SELECT event_id FROM read_parquet({sql_literal(table_glob(old, "events"))}) ANTI JOIN affected USING (event_id)
+        UNION ALL SELECT event_id FROM fresh_events"""
+    )
+    # Relations elsewhere whose target appeared or disappeared change `resolved`: their parts too.
+    flips = """(SELECT event_id FROM old_touched EXCEPT SELECT event_id FROM fresh_events)
+               UNION (SELECT event_id FROM fresh_events EXCEPT SELECT event_id FROM old_touched)"""
+    flip_years = _column(
+        con,
+        f"""SELECT DISTINCT substr(event_id, 1, 4) FROM read_parquet({sql_literal(table_glob(old, "relations"))})
+        WHERE related_event_id IN ({flips})""",
+    )
+    event_parts = sorted(set(years) | set(flip_years))
+    linked = 0
+    for name in EVENT_MODELS:
+        if name != "events":
+            _fresh(con, name)
+        _write_parts(con, publication, name, event_parts, old=old)
+        linked += _link_untouched(old, publication, name, event_parts)
+        if name not in ("events", "relation_tags"):
+            con.execute(f"DROP TABLE fresh_{name}")
+    _fresh(con, "files")
+    file_parts = sorted(
+        {
+            *_column(con, "SELECT DISTINCT coalesce(substr(old_event_id, 1, 4), 'none') FROM changed"),
+            *_column(con, "SELECT DISTINCT coalesce(substr(new_event_id, 1, 4), 'none') FROM changed"),
+            *years,
+        }
+    )
+    _write_parts(con, publication, "files", file_parts, old=old, keyed_by_file=True)
+    linked += _link_untouched(old, publication, "files", file_parts)
+    _write_tags(con, publication)
+    added, changed, removed = con.execute(
+        """SELECT count(*) FILTER (WHERE o.event_id IS NULL),
+                  count(*) FILTER (WHERE o.event_id IS NOT NULL AND n.event_id IS NOT NULL
+                                   AND (o.content_sha256 <> n.content_sha256 OR o.file_path <> n.file_path)),
+                  count(*) FILTER (WHERE n.event_id IS NULL)
+           FROM old_touched o FULL JOIN (SELECT event_id, content_sha256, file_path FROM fresh_events) n
+           USING (event_id)"""
+    ).fetchone()
+    rewritten = {name: event_parts for name in EVENT_MODELS} | {"files": file_parts}
+    return NormalizeResult(
+        counts=_counts(publication),
+        added=added,
+        changed=changed,
+        removed=removed,
+        rewritten=rewritten,
+        linked=linked,
+        touched_files=_one(con, "SELECT count(*) FROM scope"),
+    )
+
+
+# --- Shared steps ------------------------------------------------------------------------------
+def _fresh(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Materialize a model over the staging views in scope; later models read it as `name`."""
+    con.execute(f"CREATE TEMP TABLE fresh_{name} AS {model_sql(name)}")
+    con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM fresh_{name}")
+
+
+def _write_parts(
+    con: duckdb.DuckDBPyConnection,
+    publication: Path,
+    name: str,
+    part_keys: list[str],
+    old: Path | None,
+    keyed_by_file: bool = False,
+) -> None:
+    """Write each part: its fresh rows plus, incrementally, the previous part's untouched rows."""
+    (publication / name).mkdir(parents=True, exist_ok=True)
+    for part in part_keys:
+        sql = f"SELECT * FROM fresh_{name} WHERE {part_filter(part)}"
+        previous_part = part_path(old, name, part) if old is not None else None
+        if previous_part is not None and previous_part.exists():
+            untouched = (
+                "ANTI JOIN recomputed USING (file_path)"
+                if keyed_by_file
+                else "ANTI JOIN affected USING (event_id)"
+            )
+            columns = "*"
+            if name == "relations":
+                # A kept row's target may have appeared or gone: `resolved` against the new events.
+                columns = "* REPLACE (related_event_id IN (SELECT event_id FROM event_ids) AS resolved)"
+            sql += (
+                f" UNION ALL BY NAME SELECT {columns} FROM read_parquet({sql_literal(str(previous_part))})"
+                f" {untouched}"
+            )
+        target = part_path(publication, name, part)
+        tmp = target.with_suffix(".parquet.tmp")
+        con.execute(
+            f"COPY (SELECT * FROM ({sql}) ORDER BY {ORDER[name]}) TO {sql_literal(str(tmp))} ({PARQUET_OPTIONS})"
+        )
+        tmp.replace(target)
+    checkpoint(f"normalize:{name}")
+
+
+def _link_untouched(old: Path, publication: Path, name: str, rewritten: list[str]) -> int:
+    """Hard-link the previous publication's parts this run did not rewrite (copy if links fail)."""
+    linked = 0
+    for part in parts(old, name):
+        if part in rewritten:
+            continue
+        source, target = part_path(old, name, part), part_path(publication, name, part)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
+        linked += 1
+    return linked
+
+
+def _write_tags(con: duckdb.DuckDBPyConnection, publication: Path) -> None:
+    """`tags` from every part of event_tags and tag_spellings (a few columns of each)."""
+    for name in ("events", "event_tags", "tag_spellings"):
+        con.execute(
+            f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(table_glob(publication, name))})"
+        )
+    target = part_path(publication, "tags", WHOLE)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".parquet.tmp")
+    con.execute(f"COPY ({model_sql('tags')}) TO {sql_literal(str(tmp))} ({PARQUET_OPTIONS})")
+    tmp.replace(target)
+    checkpoint("normalize:tags")
+
+
+def _counts(publication: Path) -> dict[str, int]:
+    return {name: row_count(publication, name) for name in MODELS}

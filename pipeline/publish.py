@@ -18,9 +18,8 @@ import duckdb
 
 from pipeline.config import OutputLayout
 from pipeline.faults import checkpoint
-from pipeline.normalize import MODELS, sql_literal
-
-TABLES: tuple[str, ...] = (*MODELS, "runs")
+from pipeline.normalize import sql_literal
+from pipeline.tables import PUBLISHED, runs_file, table_glob
 
 
 def build_catalog(catalog: Path, publication: Path) -> None:
@@ -29,8 +28,8 @@ def build_catalog(catalog: Path, publication: Path) -> None:
     tmp.unlink(missing_ok=True)
     con = duckdb.connect(str(tmp))
     try:
-        for table in TABLES:
-            path = sql_literal(str((publication / f"{table}.parquet").resolve()))
+        for table in PUBLISHED:
+            path = sql_literal(table_glob(publication, table))
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({path})")
         con.execute("CHECKPOINT")
     finally:
@@ -62,7 +61,11 @@ def list_publications(layout: OutputLayout) -> list[str]:
     """Complete publications, oldest first (run ids sort by time)."""
     if not layout.publications.is_dir():
         return []
-    return sorted(p.name for p in layout.publications.iterdir() if (p / "runs.parquet").exists())
+    return sorted(p.name for p in layout.publications.iterdir() if is_complete(p))
+
+
+def is_complete(publication: Path) -> bool:
+    return runs_file(publication).exists()
 
 
 def current_run_id(layout: OutputLayout) -> str | None:
@@ -91,12 +94,12 @@ def prune(layout: OutputLayout, keep: int, protect: str) -> None:
 
 def clean_leftovers(layout: OutputLayout) -> None:
     """Remove what a killed run left behind: its work folder, a publication it never finished
-    (no runs.parquet), half-built catalog and link files. Call only while holding the lock."""
+    (no runs file), half-built catalog and link files. Call only while holding the lock."""
     shutil.rmtree(layout.work, ignore_errors=True)
     current = current_run_id(layout)
     if layout.publications.is_dir():
         for folder in layout.publications.iterdir():
-            if folder.name != current and not (folder / "runs.parquet").exists():
+            if folder.name != current and not is_complete(folder):
                 shutil.rmtree(folder, ignore_errors=True)
     for pattern in (f".{layout.catalog.name}.*.tmp", ".current.*.tmp"):
         for leftover in layout.root.glob(pattern):

@@ -10,6 +10,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.tables import table_glob
+
 
 def new_run_id(now: dt.datetime) -> str:
     """Sortable by time, unique per process: `20261124T142600123456Z-<pid>`."""
@@ -99,7 +101,7 @@ def file_statuses(publication: Path) -> dict[str, dict[str, int]]:
     with duckdb.connect() as con:
         rows = con.execute(
             "SELECT status, coalesce(reason, ''), count(*) FROM read_parquet(?) GROUP BY ALL",
-            [str(publication / "files.parquet")],
+            [table_glob(publication, "files")],
         ).fetchall()
     out: dict[str, dict[str, int]] = {}
     for status, reason, count in rows:
@@ -109,6 +111,7 @@ def file_statuses(publication: Path) -> dict[str, dict[str, int]]:
 
 def write_table(log: pa.Table, path: Path) -> None:
     """The `runs` table of a publication: the run log as of that run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     pq.write_table(log, tmp)
     os.replace(tmp, path)

@@ -68,6 +68,7 @@ def build_tables(input_root: Path, work: Path, batch_size: int = 2000, workers: 
     from pipeline.discover import discover
     from pipeline.normalize import MODELS, normalize
     from pipeline.stage import stage_all
+    from pipeline.tables import table_glob
 
     files = discover(input_root)
     stage_all(files, work / "staging", TODAY, batch_size, workers)
@@ -75,6 +76,6 @@ def build_tables(input_root: Path, work: Path, batch_size: int = 2000, workers: 
     con = duckdb.connect()
     for name in MODELS:
         con.execute(
-            f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{work / 'publication' / name}.parquet')"
+            f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{table_glob(work / 'publication', name)}')"
         )
     return con

@@ -13,6 +13,7 @@ import pytest
 from pipeline.config import OutputLayout
 from pipeline.faults import CRASH_POINTS
 from pipeline.publish import current_run_id, list_publications, rollback
+from pipeline.tables import runs_file
 from tests.conftest import REPO, SAMPLE, build_tables, event_doc, write_archive
 
 pytestmark = pytest.mark.flow
@@ -27,7 +28,7 @@ target = pathlib.Path(sys.argv[1])
 con = duckdb.connect(str(target), read_only=True) if target.suffix == ".duckdb" else duckdb.connect()
 out = {}
 for t in sys.argv[2:]:
-    src = t if target.suffix == ".duckdb" else f"read_parquet('{target / t}.parquet')"
+    src = t if target.suffix == ".duckdb" else f"read_parquet('{target / t}/*.parquet')"
     rows = con.execute(f"SELECT * FROM {src} ORDER BY ALL").fetchall()
     out[t] = hashlib.sha256(repr(rows).encode()).hexdigest()
 print(json.dumps(out))
@@ -117,5 +118,5 @@ def test_sigkill_at(point, scenario, tmp_path):
     assert fingerprint(layout.catalog) == scenario["v2_print"]
     assert fingerprint(out / "current") == scenario["v2_print"]
     assert not any(layout.work.iterdir()) if layout.work.exists() else True
-    assert all((p / "runs.parquet").exists() for p in layout.publications.iterdir())
+    assert all(runs_file(p).exists() for p in layout.publications.iterdir())
     assert not list(out.glob(".*.tmp"))

@@ -120,7 +120,7 @@ def test_a_file_that_vanishes_during_the_run(tmp_path):
     rows = (
         duckdb.connect()
         .execute(
-            f"SELECT file_path, status, reason FROM read_parquet('{tmp_path}/pub/files.parquet') ORDER BY 1"
+            f"SELECT file_path, status, reason FROM read_parquet('{tmp_path}/pub/files/*.parquet') ORDER BY 1"
         )
         .fetchall()
     )

@@ -117,6 +117,10 @@ def test_adds_edits_and_deletes_equal_a_full_refresh(prefect_server, tmp_path):
         deleted["events_removed"],
     ) == (retried(edited), 0, 1, 1)
 
+    # each incremental step rewrote a few year parts and linked the rest from the previous run
+    for result in (added, edited, deleted):
+        assert result["parts_rewritten"] is not None and result["parts_reused"] > result["parts_rewritten"]
+
     # nothing changed: nothing is read, the tables stay the same
     again = step("noop")
     assert (again["files_read"], again["events_added"], again["events_changed"], again["events_removed"]) == (
@@ -126,8 +130,20 @@ def test_adds_edits_and_deletes_equal_a_full_refresh(prefect_server, tmp_path):
         0,
     )
 
+    assert again["parts_rewritten"] <= 1  # at most files/none.parquet (rejected files re-read)
+
+    # after a rollback the manifest no longer describes the current publication: a run rebuilds
+    # every part (nothing to re-read) and still equals a full build
+    from pipeline.config import OutputLayout
+    from pipeline.publish import rollback
+
+    rollback(OutputLayout(out), edited["run_id"])
+    after_rollback = step("rollback")
+    assert after_rollback["parts_rewritten"] is None and after_rollback["parts_reused"] == 0
+
     # full refresh reads everything and publishes the same tables
     full = news_etl(input=str(archive), output=str(out), full_refresh=True)
     assert full["files_read"] == full["files_seen"] and published(full) == published(again)
+    assert full["parts_rewritten"] is None
     staged = {p.name.split("-", 1)[1] for p in (out / "state" / "staging").iterdir()}
     assert all(name.startswith(full["run_id"]) for name in staged)  # older batches were collected

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from pipeline import runs
 from pipeline.config import OutputLayout
 from pipeline.publish import current_run_id, list_publications, publish
+from pipeline.tables import runs_file
 from tests.conftest import REPO, SAMPLE, build_tables, event_doc, write_archive
 
 
@@ -22,7 +23,7 @@ def make_publication(layout: OutputLayout, run_id: str, archive: Path, tmp: Path
     record = runs.RunRecord(
         run_id=run_id, started_at=dt.datetime.now(dt.UTC), finished_at=dt.datetime.now(dt.UTC)
     )
-    runs.write_table(runs.append(layout.run_log, record), layout.publication(run_id) / "runs.parquet")
+    runs.write_table(runs.append(layout.run_log, record), runs_file(layout.publication(run_id)))
 
 
 def events(catalog: Path) -> int:
@@ -41,7 +42,7 @@ def test_publish_keeps_the_newest_and_rollback_restores_an_older_one(tmp_path):
         publish(layout, f"2026010{i}T000000Z-1", keep=3)
     assert list_publications(layout) == ["20260101T000000Z-1", "20260102T000000Z-1", "20260103T000000Z-1"]
     assert current_run_id(layout) == "20260103T000000Z-1" and events(layout.catalog) == 1
-    assert pq.read_table(layout.current / "events.parquet").num_rows == 1
+    assert pq.read_table(layout.current / "events").num_rows == 1
 
     cli = [sys.executable, "-m", "pipeline"]
     history = subprocess.run(
@@ -64,7 +65,7 @@ def test_publish_keeps_the_newest_and_rollback_restores_an_older_one(tmp_path):
     )
     assert back.returncode == 0, back.stderr
     assert current_run_id(layout) == "20260102T000000Z-1" and events(layout.catalog) == 32
-    assert pq.read_table(layout.current / "events.parquet").num_rows == 32
+    assert pq.read_table(layout.current / "events").num_rows == 32
 
     missing = subprocess.run(
         [*cli, "rollback", "20200101T000000Z-9", "--output", str(layout.root)],

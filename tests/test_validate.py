@@ -217,9 +217,11 @@ def test_each_critical_expectation_catches_its_breakage(clean, tmp_path, table, 
     broken = tmp_path / "publication"
     shutil.copytree(clean, broken)
     con = duckdb.connect()
-    for parquet in clean.glob("*.parquet"):
-        con.execute(f"CREATE VIEW {parquet.stem} AS SELECT * FROM read_parquet('{parquet}')")
-    con.execute(f"COPY ({sql}) TO '{broken / table}.parquet' (FORMAT parquet)")
+    for folder in clean.iterdir():
+        con.execute(f"CREATE VIEW {folder.name} AS SELECT * FROM read_parquet('{folder}/*.parquet')")
+    shutil.rmtree(broken / table)
+    (broken / table).mkdir()
+    con.execute(f"COPY ({sql}) TO '{broken / table}/all.parquet' (FORMAT parquet)")
     report = validate_publication(
         broken, tmp_path / "v", "r", FILES_SEEN, TODAY, only={suite}, build_docs=False
     )

@@ -1,12 +1,12 @@
--- Related items of kept events; resolved when the target event is in this publication.
+-- Related items of kept events; resolved when the target event is in this publication
+-- (`event_ids`: every event id of the new publication, not just the ones recomputed).
 SELECT e.event_id,
        r.position,
        r.related_event_id,
        r.related_title,
        r.related_date,
-       t.event_id IS NOT NULL AS resolved,
+       r.related_event_id IN (SELECT event_id FROM event_ids) AS resolved,
        CAST(r.related_date - e.event_date AS INTEGER) AS days_apart
 FROM stg_relations r
 JOIN events e ON e.file_path = r.file_path
-LEFT JOIN (SELECT event_id FROM events) t ON t.event_id = r.related_event_id
 ORDER BY e.event_id, r.position

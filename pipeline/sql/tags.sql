@@ -1,10 +1,10 @@
 -- One row per tag. name: the most frequent spelling among context occurrences in kept events
 -- (ties: smallest in code-point order); counts and dates over the events that name the tag.
+-- Reads the written parts of tag_spellings, event_tags and events (every event, not a scope).
 WITH spellings AS (
-    SELECT c.tag_id, c.context AS name, count(*) AS uses
-    FROM stg_relation_contexts c
-    JOIN events e ON e.file_path = c.file_path
-    GROUP BY c.tag_id, c.context
+    SELECT tag_id, name, sum(uses) AS uses
+    FROM tag_spellings
+    GROUP BY tag_id, name
 ),
 names AS (
     SELECT tag_id, name
@@ -18,6 +18,6 @@ SELECT n.tag_id,
        max(e.event_date) AS last_date
 FROM names n
 JOIN event_tags et ON et.tag_id = n.tag_id
-JOIN events e ON e.event_id = et.event_id
+JOIN (SELECT event_id, event_date FROM events) e ON e.event_id = et.event_id
 GROUP BY n.tag_id, n.name
 ORDER BY n.tag_id

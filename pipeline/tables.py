@@ -1,0 +1,71 @@
+"""Where each table lives inside a publication folder, built in one place.
+
+Every table is a folder of Parquet files: `<publication>/<table>/<part>.parquet`.
+The event-keyed tables are split by the year in the event id (`2014.parquet`),
+plus one `none.parquet` (rows without an event: rejected and skipped files; empty
+for the other tables, so that every table always has at least one file). An
+incremental run rewrites only the parts its changes touch and hard-links the
+rest from the previous publication. `tags` and `runs` are one file, `all.parquet`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+# Published tables, in the catalog and the docs.
+PUBLISHED: tuple[str, ...] = (
+    "events",
+    "files",
+    "sources",
+    "relations",
+    "relation_tags",
+    "event_tags",
+    "tags",
+    "quarantine",
+    "runs",
+)
+# Kept beside the published tables for the next incremental run; not in the catalog.
+INTERNAL: tuple[str, ...] = ("tag_spellings",)
+# Split by the year of their event id (`files`: of the file's event id, `none` without one).
+PARTITIONED: tuple[str, ...] = (
+    "events",
+    "files",
+    "sources",
+    "relations",
+    "relation_tags",
+    "event_tags",
+    "quarantine",
+    "tag_spellings",
+)
+NO_EVENT = "none"
+WHOLE = "all"
+
+
+def table_dir(publication: Path, table: str) -> Path:
+    return publication / table
+
+
+def part_path(publication: Path, table: str, part: str) -> Path:
+    return publication / table / f"{part}.parquet"
+
+
+def table_glob(publication: Path, table: str) -> str:
+    """An absolute glob over the table's files (DuckDB resolves relative paths against the cwd)."""
+    return str(publication.resolve() / table / "*.parquet")
+
+
+def parts(publication: Path, table: str) -> list[str]:
+    folder = publication / table
+    return sorted(p.stem for p in folder.glob("*.parquet")) if folder.is_dir() else []
+
+
+def runs_file(publication: Path) -> Path:
+    """The last file a publication gets: its presence marks the publication complete."""
+    return part_path(publication, "runs", WHOLE)
+
+
+def row_count(publication: Path, table: str) -> int:
+    """Rows of a table, from the Parquet footers only."""
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in (publication / table).glob("*.parquet"))
