@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from pipeline import incremental, runs
 from pipeline import publish as publishing
 from pipeline.config import DEFAULT_INPUT, DEFAULT_OUTPUT, RunConfig
-from pipeline.discover import discover_table, read_listing, to_files, write_listing
+from pipeline.discover import discover_table, read_listing, write_listing
 from pipeline.faults import checkpoint
 from pipeline.lock import output_lock
 from pipeline.normalize import NormalizeResult, Previous, normalize
@@ -66,7 +66,7 @@ def parse_documents(config: RunConfig, listing: Path, run_id: str, next_manifest
     todo = incremental.plan(files, previous)
     with batch_progress(todo.num_rows, enabled=config.show_progress) as advance:
         results = stage_all(
-            to_files(todo),
+            todo,
             layout.staging,
             config.today,
             config.batch_size,

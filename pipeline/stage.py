@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.discover import InputFile
+from pipeline.discover import InputFile, to_files
 from pipeline.domains import host_of, registered_domain
 from pipeline.faults import checkpoint
 from pipeline.ids import tag_id, tag_key
@@ -172,8 +172,12 @@ class _Columns:
                 checkpoint("stage:partial-batch")
 
 
-def stage_batch(batch: str, files: Sequence[InputFile], directory: Path, today: dt.date) -> BatchResult:
+def stage_batch(
+    batch: str, files: Sequence[InputFile] | pa.Table, directory: Path, today: dt.date
+) -> BatchResult:
     """Read, hash and parse one batch of files; write its staging Parquet files."""
+    if isinstance(files, pa.Table):
+        files = to_files(files)
     cols = _Columns()
     parsed = rejected = skipped = 0
     for f in files:
@@ -213,7 +217,7 @@ def stage_batch(batch: str, files: Sequence[InputFile], directory: Path, today: 
 
 
 def stage_all(
-    files: Sequence[InputFile],
+    files: Sequence[InputFile] | pa.Table,
     directory: Path,
     today: dt.date,
     batch_size: int,
@@ -222,9 +226,14 @@ def stage_all(
     prefix: str = "b",
 ) -> list[BatchResult]:
     """Stage every file in batches keyed `<prefix>-<n>`; a process pool when there is more than
-    one batch. An empty file list still writes one (empty) batch, so the staging globs match."""
+    one batch. An empty file list still writes one (empty) batch, so the staging globs match.
+
+    `files` may be a discover listing (Arrow): batches are then slices of it, turned into
+    InputFiles only inside the worker, so a million files never exist as Python objects at
+    once (they would stay in the main process's heap for the rest of the run)."""
     directory.mkdir(parents=True, exist_ok=True)
-    batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)] or [[]]
+    total = files.num_rows if isinstance(files, pa.Table) else len(files)
+    batches = [files[i : i + batch_size] for i in range(0, total, batch_size)] or [[]]
     keys = [f"{prefix}-{n:06d}" for n in range(len(batches))]
     results: list[BatchResult] = []
     if workers == 1 or len(batches) == 1:
