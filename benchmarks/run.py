@@ -1,4 +1,4 @@
-"""Benchmarks: `python benchmarks/run.py --sizes 10000 200000 --repeats 3`.
+"""Benchmarks: `python benchmarks/run.py` (default sizes 10k, 100k, 200k and 1M events, 3 repeats).
 
 For each archive size (generated once with a fixed seed and cached under
 benchmarks/.cache/), measured in the same session so the numbers compare:
@@ -6,7 +6,9 @@ benchmarks/.cache/), measured in the same session so the numbers compare:
 - startup      `python -m pipeline run` over an empty archive (the fixed cost of a run)
 - io_floor     reading every input file's bytes, nothing else (2 processes, like the parser)
 - full         `python -m pipeline run --full-refresh` into a fresh output folder
+- queries      benchmarks/queries/*.sql on that build's catalog, in a fresh read-only process
 - incremental  the same output after adding 100 new event files
+- parse speed  our parser against the markdown-it-py baseline (baseline_parser.py), per document
 
 Each is run `--repeats` times; the table shows medians and the peak resident
 memory of the whole process tree (sampled every 50 ms from /proc). Results are
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import shutil
 import statistics
@@ -28,6 +31,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's pipeline, even if another one is installed
 CACHE = ROOT / "benchmarks" / ".cache"
 PYTHON = sys.executable
 TODAY = dt.date(2026, 1, 1)
@@ -115,6 +119,67 @@ def archive_for(size: int) -> Path:
     return path
 
 
+def parse_speed(archive: Path, documents: int = 3000, repeats: int = 3) -> dict[str, float]:
+    """Microseconds per document for our parser and the markdown-it-py baseline, one core,
+    over the same documents already in memory (medians of `repeats`), and how often the
+    baseline agrees with ours on title, date, summary and item counts (a fairness check)."""
+    from baseline_parser import parse_baseline
+
+    from pipeline.parse import ParsedEvent, parse_document
+
+    paths = sorted(p for p in (archive / "news").rglob("*.md") if p.name != "index.md")
+    step = max(1, len(paths) // documents)
+    docs = [(p.read_bytes(), str(p.relative_to(archive))) for p in paths[::step][:documents]]
+    ours, baseline = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        parsed = [parse_document(data, rel, TODAY) for data, rel in docs]
+        ours.append((time.perf_counter() - start) / len(docs) * 1e6)
+        start = time.perf_counter()
+        base = [parse_baseline(data) for data, _ in docs]
+        baseline.append((time.perf_counter() - start) / len(docs) * 1e6)
+    pairs = [(a, b) for a, b in zip(parsed, base, strict=True) if isinstance(a, ParsedEvent)]
+    agree = sum(
+        a.title == b.title
+        and a.event_date == b.date
+        and a.summary == b.summary
+        and len(a.sources) == len(b.sources)
+        and len(a.relations) == len(b.related)
+        for a, b in pairs
+    )
+    return {
+        "ours_us": statistics.median(ours),
+        "baseline_us": statistics.median(baseline),
+        "agreement": agree / max(1, len(pairs)),
+    }
+
+
+QUERIES = sorted((ROOT / "benchmarks" / "queries").glob("*.sql"))
+
+
+def query_times(catalog: Path, repeats: int = 3) -> dict[str, float]:
+    """Median seconds of each query in benchmarks/queries/, in a fresh process, read-only."""
+    script = (
+        "import duckdb, json, statistics, sys, time\n"
+        "con = duckdb.connect(sys.argv[1], read_only=True)\n"
+        "out = {}\n"
+        "for path in sys.argv[3:]:\n"
+        "    sql = open(path, encoding='utf-8').read()\n"
+        "    times = []\n"
+        "    for _ in range(int(sys.argv[2])):\n"
+        "        start = time.perf_counter(); con.execute(sql).fetchall(); times.append(time.perf_counter() - start)\n"
+        "    out[path.rsplit('/', 1)[-1].removesuffix('.sql')] = statistics.median(times)\n"
+        "print(json.dumps(out))\n"
+    )
+    result = subprocess.run(
+        [PYTHON, "-c", script, str(catalog), str(repeats), *map(str, QUERIES)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
 def run_cmd(archive: Path, output: Path, full: bool) -> list[str]:
     cmd = [PYTHON, "-m", "pipeline", "run", "--input", str(archive), "--output", str(output), "--no-progress"]
     return cmd + (["--full-refresh"] if full else [])
@@ -157,6 +222,8 @@ def bench(size: int, repeats: int, work: Path) -> dict[str, tuple[float, int]]:
         stages = last_run(out)
         for stage in ("parse", "normalize", "validate"):
             samples[stage].append((stages[f"seconds_{stage}"], 0))
+        for name, seconds in query_times(out / "news.duckdb").items():
+            samples.setdefault(f"query:{name}", []).append((seconds, 0))
         extra = add_files(archive, 100, f"r{r}")
         try:
             samples["incremental"].append(timed(run_cmd(archive, out, full=False)))
@@ -166,6 +233,10 @@ def bench(size: int, repeats: int, work: Path) -> dict[str, tuple[float, int]]:
         samples["incr_normalize"].append((stages["seconds_normalize"], 0))
         samples["incr_validate"].append((stages["seconds_validate"], 0))
         shutil.rmtree(out, ignore_errors=True)
+    speed = parse_speed(archive)
+    samples["parse_ours_us"] = [(speed["ours_us"], 0)]
+    samples["parse_baseline_us"] = [(speed["baseline_us"], 0)]
+    samples["parse_agreement"] = [(speed["agreement"], 0)]
     return {
         name: (statistics.median(t for t, _ in values), max(m for _, m in values))
         for name, values in samples.items()
@@ -178,15 +249,16 @@ def report(results: dict[int, dict[str, tuple[float, int]]], command: str, repea
         "",
         f"Command: `{command}` (medians of {repeats} runs; memory is the peak RSS of the whole process tree)",
         "",
-        "| events | startup s | I/O floor s | full s | (full - startup) / I/O floor | peak MB (full) "
-        "| incremental +100 s | (incr - startup) / (full - startup) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| events | startup s | I/O floor s | full s | (full - startup) / I/O floor | µs per event beyond startup "
+        "| peak MB (full) | incremental +100 s | (incr - startup) / (full - startup) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for size, r in sorted(results.items()):
         startup, floor, full, incr = (r[k][0] for k in ("startup", "io_floor", "full", "incremental"))
         lines.append(
             f"| {size:,} | {startup:.1f} | {floor:.1f} | {full:.1f} | {(full - startup) / floor:.2f} "
-            f"| {r['full'][1] / 2**20:,.0f} | {incr:.1f} | {(incr - startup) / (full - startup):.1%} |"
+            f"| {(full - startup) / size * 1e6:.0f} | {r['full'][1] / 2**20:,.0f} | {incr:.1f} "
+            f"| {(incr - startup) / (full - startup):.1%} |"
         )
     lines += [
         "",
@@ -200,12 +272,37 @@ def report(results: dict[int, dict[str, tuple[float, int]]], command: str, repea
             f"| {size:,} | {r['parse'][0]:.1f} | {r['normalize'][0]:.1f} | {r['validate'][0]:.1f} "
             f"| {r['validate'][0] / r['full'][0]:.1%} | {r['incr_normalize'][0]:.1f} | {r['incr_validate'][0]:.1f} |"
         )
+    lines += [
+        "",
+        "Parsing one document on one core (µs, median of 3 passes over ~3,000 documents of the archive), "
+        "ours against the markdown-it-py baseline (benchmarks/baseline_parser.py); agreement: share of "
+        "parsed documents where both find the same title, date, summary and item counts:",
+        "",
+        "| events | ours µs | baseline µs | baseline / ours | agreement |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for size, r in sorted(results.items()):
+        ours, base = r["parse_ours_us"][0], r["parse_baseline_us"][0]
+        lines.append(
+            f"| {size:,} | {ours:.0f} | {base:.0f} | {base / ours:.1f}x | {r['parse_agreement'][0]:.1%} |"
+        )
+    names = sorted({k.removeprefix("query:") for r in results.values() for k in r if k.startswith("query:")})
+    lines += [
+        "",
+        "Queries (benchmarks/queries/*.sql) on the full build's catalog, seconds, median of 3 runs "
+        "in each of the repeats (a fresh read-only process per repeat):",
+        "",
+        "| events | " + " | ".join(names) + " |",
+        "|---:|" + "---:|" * len(names),
+    ]
+    for size, r in sorted(results.items()):
+        lines.append(f"| {size:,} | " + " | ".join(f"{r[f'query:{n}'][0]:.3f}" for n in names) + " |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 200_000, 1_000_000])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--work", type=Path, default=CACHE / "work")
     parser.add_argument("--no-write", action="store_true", help="print only, do not append to BENCHMARKS.md")

@@ -69,3 +69,7 @@ def runs_file(publication: Path) -> Path:
 def row_count(publication: Path, table: str) -> int:
     """Rows of a table, from the Parquet footers only."""
     return sum(pq.ParquetFile(p).metadata.num_rows for p in (publication / table).glob("*.parquet"))
+
+
+def row_count_of(path: Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows

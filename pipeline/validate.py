@@ -19,9 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from pipeline.config import DEFAULT_EXPECTATIONS
 from pipeline.normalize import connect, sql_literal
-from pipeline.tables import part_path, table_glob
+from pipeline.tables import part_path, parts, row_count_of, table_glob
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -145,6 +147,7 @@ def validate_publication(
     chunk_rows: int = 250_000,  # bounds pandas memory: 1M-row chunks peaked at 3.0 GB on a 1M-event build
     threads: int = 2,
     memory_limit: str = "1GB",
+    group_rows: int = 250_000,
     only: Collection[str] | None = None,
     build_docs: bool = True,
     rewritten: dict[str, list[str]] | None = None,
@@ -153,10 +156,12 @@ def validate_publication(
     report and, with `build_docs`, Data Docs.
 
     Frames read each table's rows under test as `checked_<table>` and other tables whole.
+    All rows of an event id (of a file, for `files`) share a part, so uniqueness within the
+    checked parts is uniqueness in the table. A full check walks the parts in groups of about
+    `group_rows` events, which bounds DuckDB's and pandas' memory by the group, not the table.
     With `rewritten` (the parts an incremental build wrote, per table) only those parts are
-    checked: every other part is a hard link to one that passed before, and since all rows
-    of an event id (of a file, for `files`) share a part, uniqueness within the checked parts
-    is uniqueness in the table."""
+    checked: every other part is a hard link to one that passed the same suites before.
+    Suites whose frame reads no `checked_` table (tags, run_summary, daily) run once, whole."""
     import great_expectations as gx
 
     specs = [s for s in load_specs(expectations_dir) if only is None or s.name in only]
@@ -168,20 +173,12 @@ def validate_publication(
     con = connect(report_dir / ".work", threads, memory_limit)
     outcomes: dict[tuple[str, int], Outcome] = {}
     try:
-        for table in sorted(p.name for p in publication.iterdir() if p.is_dir()):
+        tables = sorted(p.name for p in publication.iterdir() if p.is_dir())
+        for table in tables:
             con.execute(
                 f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_literal(table_glob(publication, table))})"
             )
-            scope = None if rewritten is None else rewritten.get(table)
-            if scope is None:
-                con.execute(f"CREATE VIEW checked_{table} AS SELECT * FROM {table}")
-            elif scope:
-                files = (
-                    "[" + ", ".join(sql_literal(str(part_path(publication, table, p))) for p in scope) + "]"
-                )
-                con.execute(f"CREATE VIEW checked_{table} AS SELECT * FROM read_parquet({files})")
-            else:
-                con.execute(f"CREATE VIEW checked_{table} AS SELECT * FROM {table} LIMIT 0")
+        scopes = [rewritten] if rewritten is not None else _groups(publication, tables, group_rows)
         con.execute(
             "CREATE TABLE run_facts AS SELECT CAST(? AS BIGINT) AS files_seen, CAST(? AS DATE) AS max_date",
             [files_seen, today + dt.timedelta(days=1)],
@@ -202,11 +199,14 @@ def validate_publication(
                     result_format="SUMMARY",
                 )
             )
-            reader = con.sql(spec.frame_sql).to_arrow_reader(chunk_rows)
             chunks = 0
-            for chunk in reader:
-                chunks += 1
-                _collect(spec.name, checkpoint, chunk.to_pandas(), outcomes)
+            for scope in scopes if "checked_" in spec.frame_sql else [None]:
+                if scope is not None:
+                    _scope_views(con, publication, tables, scope)
+                reader = con.sql(spec.frame_sql).to_arrow_reader(chunk_rows)
+                for chunk in reader:
+                    chunks += 1
+                    _collect(spec.name, checkpoint, chunk.to_pandas(), outcomes)
             if chunks == 0:  # an empty table is still checked (row-count expectations)
                 _collect(spec.name, checkpoint, reader.schema.empty_table().to_pandas(), outcomes)
         if build_docs:
@@ -228,6 +228,40 @@ def validate_publication(
     )
     index = docs_dir / "index.html"
     return ValidationReport(passed, ordered, report_path, index if index.exists() else None)
+
+
+def _groups(publication: Path, tables: list[str], group_rows: int) -> list[dict[str, list[str]]]:
+    """Every part of every table, in groups of about `group_rows` events (by part name, so
+    the rows of one event id, in whichever table, land in the same group)."""
+    names = sorted({p for t in tables for p in parts(publication, t)})
+    weight = {name: 0 for name in names}
+    for table in ("events", "files"):
+        for name in parts(publication, table):
+            weight[name] += row_count_of(part_path(publication, table, name))
+    groups: list[list[str]] = [[]]
+    size = 0
+    for name in names:
+        if groups[-1] and size + weight[name] > group_rows:
+            groups.append([])
+            size = 0
+        groups[-1].append(name)
+        size += weight[name]
+    return [{t: [n for n in group if n in set(parts(publication, t))] for t in tables} for group in groups]
+
+
+def _scope_views(
+    con: duckdb.DuckDBPyConnection, publication: Path, tables: list[str], scope: dict[str, list[str]]
+) -> None:
+    """`checked_<table>`: the table's parts named in `scope` (the whole table if not named)."""
+    for table in tables:
+        names = scope.get(table)
+        if names is None:
+            con.execute(f"CREATE OR REPLACE VIEW checked_{table} AS SELECT * FROM {table}")
+        elif names:
+            files = "[" + ", ".join(sql_literal(str(part_path(publication, table, n))) for n in names) + "]"
+            con.execute(f"CREATE OR REPLACE VIEW checked_{table} AS SELECT * FROM read_parquet({files})")
+        else:
+            con.execute(f"CREATE OR REPLACE VIEW checked_{table} AS SELECT * FROM {table} LIMIT 0")
 
 
 def _collect(suite: str, checkpoint: Any, frame: Any, outcomes: dict[tuple[str, int], Outcome]) -> None:

@@ -210,6 +210,31 @@ BROKEN = [
 ]
 
 
+def test_checking_the_parts_in_small_groups_gives_the_same_outcomes(clean, tmp_path):
+    whole = validate_publication(clean, tmp_path / "a", "r", FILES_SEEN, TODAY, build_docs=False)
+    grouped = validate_publication(
+        clean, tmp_path / "b", "r", FILES_SEEN, TODAY, build_docs=False, group_rows=3
+    )
+    assert [(o.suite, o.expectation, o.success, o.unexpected_count) for o in grouped.outcomes] == [
+        (o.suite, o.expectation, o.success, o.unexpected_count) for o in whole.outcomes
+    ]
+
+
+def test_a_duplicate_key_is_caught_when_parts_are_checked_in_groups(clean, tmp_path):
+    broken = tmp_path / "publication"
+    shutil.copytree(clean, broken)
+    part = next(p for p in sorted((broken / "events").glob("*.parquet")) if p.stem == "2014")
+    duckdb.execute(
+        f"COPY (SELECT * FROM read_parquet('{part}') UNION ALL "
+        f"(SELECT * FROM read_parquet('{part}') LIMIT 1)) TO '{part}.tmp' (FORMAT parquet)"
+    )
+    Path(f"{part}.tmp").replace(part)
+    report = validate_publication(
+        broken, tmp_path / "v", "r", FILES_SEEN, TODAY, only={"events"}, build_docs=False, group_rows=3
+    )
+    assert any("event_id_occurrences" in o.kwargs.values() for o in report.critical_failures)
+
+
 @pytest.mark.parametrize(
     ("table", "sql", "suite", "column"), BROKEN, ids=[f"{b[2]}-{b[3]}-{i}" for i, b in enumerate(BROKEN)]
 )
