@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -42,6 +43,28 @@ def ensure_env() -> None:
     STAMP.write_text(want)
 
 
+def ensure_chromium() -> None:
+    """The report test drives Debian's headless Chromium; install it when missing and we may."""
+    if shutil.which("chromium"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        print(
+            "note: chromium is missing and cannot be installed here (needs root and apt-get); "
+            "tests/test_report.py will fail",
+            flush=True,
+        )
+        return
+    print("installing Debian's chromium for the report test (first run only) ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if subprocess.run(
+        ["apt-get", "install", "-y", "-q", "chromium"], env=env, stdout=subprocess.DEVNULL
+    ).returncode:
+        subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "chromium"], env=env, stdout=subprocess.DEVNULL, check=True
+        )
+
+
 def main() -> int:
     command, args = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
     if command not in ("run", "test"):
@@ -51,6 +74,7 @@ def main() -> int:
     os.chdir(ROOT)
     if command == "run":
         return subprocess.call([str(PYTHON), "-m", "pipeline", "run", *args])
+    ensure_chromium()
     return subprocess.call([str(PYTHON), "-m", "pytest", *args])
 
 

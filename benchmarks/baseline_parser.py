@@ -57,7 +57,10 @@ def _first_link(token) -> tuple[str, str] | None:
 
 
 def parse_baseline(data: bytes) -> BaselineEvent:
-    text = data.decode("utf-8-sig")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:  # rejected (`encoding`)
+        return BaselineEvent()
     tokens = _MD.parse(text)
     event = BaselineEvent()
     section = "head"
@@ -71,7 +74,10 @@ def parse_baseline(data: bytes) -> BaselineEvent:
                 if event.date is None and section == "head":
                     match = _DATE.search(inline.content)
                     if match:
-                        event.date = dt.date(int(match[1]), int(match[2]), int(match[3]))
+                        try:
+                            event.date = dt.date(int(match[1]), int(match[2]), int(match[3]))
+                        except ValueError:  # not a calendar day: the document is rejected
+                            event.date = None
                     section = "date"
                 else:
                     name = inline.content.strip().rstrip(":").lower()

@@ -97,7 +97,7 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     source = (args.output / "current").resolve()
-    events = duckdb.sql(f"SELECT count(*) FROM read_parquet('{source}/events/*.parquet')").fetchone()[0]
+    events = duckdb.execute(f"SELECT count(*) FROM read_parquet('{source}/events/*.parquet')").fetchone()[0]
     results = {}
     for name, (one_file, codec, row_group, dictionary) in VARIANTS.items():
         work = args.work / name.replace("/", "_")

@@ -26,6 +26,7 @@ from pipeline.faults import checkpoint
 from pipeline.lock import output_lock
 from pipeline.normalize import NormalizeResult, Previous, normalize
 from pipeline.progress import batch_progress
+from pipeline.report import Validation, write_report
 from pipeline.stage import stage_all
 from pipeline.tables import runs_file
 from pipeline.validate import ValidationReport, validate_publication
@@ -114,6 +115,19 @@ def validate_tables(
         threads=config.workers,
         rewritten=rewritten,
     )
+
+
+# --- Report: the HTML run report -----------------------------------------------------------------
+@task(name="write-report", cache_policy=NO_CACHE)
+def write_run_report(config: RunConfig, publication: Path, run_id: str, report: ValidationReport) -> Path:
+    """Charts of the new tables and the validation outcome, as one offline HTML page."""
+    validation = Validation(
+        passed=report.passed,
+        checked=len(report.outcomes),
+        critical_failures=[o.line() for o in report.critical_failures],
+        warnings=[o.line() for o in report.warnings],
+    )
+    return write_report(publication, config.layout.report, run_id, validation)
 
 
 # --- Publish: make the publication current -----------------------------------------------------
@@ -209,10 +223,11 @@ def news_etl(
             record.validation_passed = report.passed
             record.finished_at = dt.datetime.now(dt.UTC)
             record.published = report.passed
+            page = write_run_report(config, publication, record.run_id, report)
             log = runs.append(layout.run_log, record)
             if not report.passed:
                 publishing.discard(publication)
-                _report(record, report, None)
+                _report(record, report, None, page)
                 raise ValidationFailed(report)
             runs.write_table(log, runs_file(publication))
             checkpoint("publish:runs-written")
@@ -226,13 +241,14 @@ def news_etl(
             raise
         finally:
             publishing.discard(work)
-        _report(record, report, layout.catalog)
+        _report(record, report, layout.catalog, page)
         get_run_logger().info("published %s events to %s", record.events, layout.catalog)
         return asdict(record) | {
             "catalog": str(layout.catalog),
             "publication": str(publication),
             "current": str(layout.current),
             "validation_report": str(report.report_path),
+            "report": str(page),
             # Parquet parts written by this run and hard-linked from the previous publication.
             "parts_rewritten": None
             if normalized.rewritten is None
@@ -249,7 +265,7 @@ def news_etl(
         }
 
 
-def _report(record: runs.RunRecord, report: ValidationReport, catalog: Path | None) -> None:
+def _report(record: runs.RunRecord, report: ValidationReport, catalog: Path | None, page: Path) -> None:
     """Prefect artifacts: the run's counts as a table, and a markdown summary with the paths."""
     create_table_artifact(
         key="news-etl-counts",
@@ -269,7 +285,8 @@ def _report(record: runs.RunRecord, report: ValidationReport, catalog: Path | No
             f"**{status}**: {record.events} events from {record.files_seen} files "
             f"({record.rejected} rejected, {record.duplicates} duplicates, {record.skipped} skipped).\n\n"
             f"- Catalog: `{catalog}`\n- Validation report: `{report.report_path}`\n"
-            f"- Data Docs: `{report.docs_index}`\n\n## Failed expectations\n{failures}\n"
+            f"- Data Docs: `{report.docs_index}`\n- Run report (HTML): `{page}`\n\n"
+            f"## Failed expectations\n{failures}\n"
         ),
         description=f"Summary of run {record.run_id}",
     )

@@ -65,6 +65,15 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--output", type=Path, required=True, help="folder to write the archive into")
     gen.add_argument("--seed", type=int, default=0, help="random seed (same seed, same archive)")
     gen.add_argument("--malformed", type=float, default=0.0, help="share of malformed files (0..1)")
+
+    sub.add_parser("dictionary", help="print the data dictionary (every table, view and column) as Markdown")
+
+    exp = sub.add_parser("export", help="write a self-contained snapshot of the current publication")
+    exp.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="the pipeline's output folder")
+    exp.add_argument("--format", choices=("duckdb", "csv", "parquet"), default="duckdb")
+    exp.add_argument(
+        "--to", type=Path, required=True, help="folder to write the snapshot into (new or empty)"
+    )
     return parser
 
 
@@ -78,7 +87,27 @@ def main(argv: list[str] | None = None) -> int:
         return _history(args)
     if args.command == "rollback":
         return _rollback(args)
+    if args.command == "export":
+        return _export(args)
+    if args.command == "dictionary":
+        from pipeline.dictionary import markdown
+
+        print(markdown(), end="")
+        return 0
     return _run(args)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pipeline.export import ExportError, export
+
+    try:
+        target = export(args.output, args.format, args.to)
+    except ExportError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"export failed: {exc}")
+    print(f"exported the current publication as {args.format} to {target}")
+    return 0
 
 
 def _fail(message: str) -> int:

@@ -97,3 +97,8 @@ class OutputLayout:
     @property
     def validation(self) -> Path:
         return self.root / "validation"
+
+    @property
+    def report(self) -> Path:
+        """The HTML run reports: `<run_id>.html` per run, `index.html` the newest."""
+        return self.root / "report"

@@ -17,13 +17,15 @@ from pathlib import Path
 import duckdb
 
 from pipeline.config import OutputLayout
+from pipeline.dictionary import comment_statements
 from pipeline.faults import checkpoint
 from pipeline.normalize import sql_literal
-from pipeline.tables import PUBLISHED, runs_file, table_glob
+from pipeline.tables import PUBLISHED, VIEWS, runs_file, table_glob, view_sql
 
 
 def build_catalog(catalog: Path, publication: Path) -> None:
-    """Write a DuckDB file with one view per table over the publication's Parquet."""
+    """Write a DuckDB file with one view per table over the publication's Parquet, and the
+    analytical views of pipeline/sql/views/ over those."""
     tmp = catalog.with_name(f".{catalog.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     con = duckdb.connect(str(tmp))
@@ -31,6 +33,10 @@ def build_catalog(catalog: Path, publication: Path) -> None:
         for table in PUBLISHED:
             path = sql_literal(table_glob(publication, table))
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({path})")
+        for view in VIEWS:
+            con.execute(f"CREATE VIEW {view} AS {view_sql(view)}")
+        for statement in comment_statements():
+            con.execute(statement)
         con.execute("CHECKPOINT")
     finally:
         con.close()

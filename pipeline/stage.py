@@ -11,8 +11,9 @@ import datetime as dt
 import hashlib
 import os
 import stat
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from multiprocessing import get_context
@@ -172,12 +173,8 @@ class _Columns:
                 checkpoint("stage:partial-batch")
 
 
-def stage_batch(
-    batch: str, files: Sequence[InputFile] | pa.Table, directory: Path, today: dt.date
-) -> BatchResult:
+def stage_batch(batch: str, files: Sequence[InputFile], directory: Path, today: dt.date) -> BatchResult:
     """Read, hash and parse one batch of files; write its staging Parquet files."""
-    if isinstance(files, pa.Table):
-        files = to_files(files)
     cols = _Columns()
     parsed = rejected = skipped = 0
     for f in files:
@@ -228,29 +225,46 @@ def stage_all(
     """Stage every file in batches keyed `<prefix>-<n>`; a process pool when there is more than
     one batch. An empty file list still writes one (empty) batch, so the staging globs match.
 
-    `files` may be a discover listing (Arrow): batches are then slices of it, turned into
-    InputFiles only inside the worker, so a million files never exist as Python objects at
-    once (they would stay in the main process's heap for the rest of the run)."""
+    `files` may be a discover listing (Arrow). Batches are made as they are submitted, and
+    only a few are in flight at a time, so a million files never exist as Python objects at
+    once (they would stay in the main process's heap for the rest of the run). A batch is
+    sent as a list of InputFiles, not as an Arrow slice: pickling a slice sends the buffers
+    of the whole listing (a 1M-file build spent minutes and gigabytes on that)."""
     directory.mkdir(parents=True, exist_ok=True)
     total = files.num_rows if isinstance(files, pa.Table) else len(files)
-    batches = [files[i : i + batch_size] for i in range(0, total, batch_size)] or [[]]
-    keys = [f"{prefix}-{n:06d}" for n in range(len(batches))]
+    count = max(1, -(-total // batch_size))
+    keys = [f"{prefix}-{n:06d}" for n in range(count)]
+
+    def batch(n: int) -> list[InputFile]:
+        if isinstance(files, pa.Table):
+            return to_files(files.slice(n * batch_size, batch_size))
+        return list(files[n * batch_size : (n + 1) * batch_size])
+
     results: list[BatchResult] = []
-    if workers == 1 or len(batches) == 1:
-        for key, batch in zip(keys, batches, strict=True):
-            results.append(stage_batch(key, batch, directory, today))
+    if workers == 1 or count == 1:
+        for n, key in enumerate(keys):
+            results.append(stage_batch(key, batch(n), directory, today))
             checkpoint("parse:first-batch")
             if on_batch:
                 on_batch(results[-1])
         return results
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [
-            pool.submit(stage_batch, key, batch, directory, today)
-            for key, batch in zip(keys, batches, strict=True)
-        ]
-        for future in futures:
-            results.append(future.result())
-            checkpoint("parse:first-batch")
-            if on_batch:
-                on_batch(results[-1])
+        in_flight: deque[Future[BatchResult]] = deque()
+        for n, key in enumerate(keys):
+            in_flight.append(pool.submit(stage_batch, key, batch(n), directory, today))
+            if len(in_flight) >= 2 * workers:
+                _collect_one(in_flight, results, on_batch)
+        while in_flight:
+            _collect_one(in_flight, results, on_batch)
     return results
+
+
+def _collect_one(
+    in_flight: deque[Future[BatchResult]],
+    results: list[BatchResult],
+    on_batch: Callable[[BatchResult], None] | None,
+) -> None:
+    results.append(in_flight.popleft().result())
+    checkpoint("parse:first-batch")
+    if on_batch:
+        on_batch(results[-1])

@@ -10,6 +10,7 @@ rest from the previous publication. `tags` and `runs` are one file, `all.parquet
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -39,8 +40,14 @@ PARTITIONED: tuple[str, ...] = (
     "quarantine",
     "tag_spellings",
 )
+# Analytical views in the catalog, one `.sql` file each in pipeline/sql/views/, over the tables.
+VIEWS: tuple[str, ...] = ("daily_counts", "tag_timeline", "publishers", "publisher_share", "tag_cooccurrence")
 NO_EVENT = "none"
 WHOLE = "all"
+
+
+def view_sql(name: str) -> str:
+    return resources.files("pipeline").joinpath("sql", "views", f"{name}.sql").read_text(encoding="utf-8")
 
 
 def table_dir(publication: Path, table: str) -> Path:

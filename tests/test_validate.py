@@ -224,10 +224,11 @@ def test_a_duplicate_key_is_caught_when_parts_are_checked_in_groups(clean, tmp_p
     broken = tmp_path / "publication"
     shutil.copytree(clean, broken)
     part = next(p for p in sorted((broken / "events").glob("*.parquet")) if p.stem == "2014")
-    duckdb.execute(
-        f"COPY (SELECT * FROM read_parquet('{part}') UNION ALL "
-        f"(SELECT * FROM read_parquet('{part}') LIMIT 1)) TO '{part}.tmp' (FORMAT parquet)"
-    )
+    with duckdb.connect() as con:
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet('{part}') UNION ALL "
+            f"(SELECT * FROM read_parquet('{part}') LIMIT 1)) TO '{part}.tmp' (FORMAT parquet)"
+        )
     Path(f"{part}.tmp").replace(part)
     report = validate_publication(
         broken, tmp_path / "v", "r", FILES_SEEN, TODAY, only={"events"}, build_docs=False, group_rows=3
