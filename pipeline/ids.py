@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from functools import lru_cache
 
 SLUG_TITLE_CHARS = 140
 
@@ -31,9 +32,15 @@ def is_slug(text: str) -> bool:
 
 
 def make_event_id(date: dt.date, slug: str) -> str:
-    return f"{date.isoformat()}/{slug}"
+    return f"{_iso(date)}/{slug}"
 
 
+@lru_cache(maxsize=65536)
+def _iso(date: dt.date) -> str:
+    return date.isoformat()
+
+
+@lru_cache(maxsize=65536)  # dates repeat across related links; building one costs more than a lookup
 def _date_or_none(year: str, month: str, day: str) -> dt.date | None:
     try:
         return dt.date(int(year), int(month), int(day))

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 
 # Flat text, target with at most one level of parentheses: the overwhelmingly common case.
-_FAST_LINK = re.compile(r"\[([^\[\]\\]*)\]\(((?:[^()\s\\]|\([^()\s\\]*\))*)\)")
+# Possessive quantifiers (the alternatives never overlap, so nothing is lost by not giving
+# characters back) make it about 4x faster than one alternation per character.
+_FAST_LINK = re.compile(r"\[([^\[\]\\]*+)\]\(((?:[^()\s\\]++|\([^()\s\\]*+\))*+)\)")
 # In running text `![alt](src)` is an image; its text is the alt text.
 _FAST_LINK_OR_IMAGE = re.compile("!?" + _FAST_LINK.pattern)
 
@@ -32,21 +34,24 @@ def match_link(text: str, pos: int = 0) -> tuple[str, str, int] | None:
     return text[pos + 1 : close_bracket], text[close_bracket + 2 : close_paren], close_paren + 1
 
 
+_DELIMITERS = {
+    ("[", "]"): re.compile(r"\\.|[\[\]]", re.S),
+    ("(", ")"): re.compile(r"\\.|[()]", re.S),
+}
+
+
 def _pairs(text: str, open_ch: str, close_ch: str) -> dict[int, int]:
-    """Index of each opening delimiter -> its closing one, in one pass (escapes honoured)."""
+    """Index of each opening delimiter -> its closing one, in one pass (escapes honoured).
+    The scan jumps from delimiter to delimiter (a regex finds them) instead of looking at
+    every character in Python."""
     pairs: dict[int, int] = {}
     stack: list[int] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
+    for match in _DELIMITERS[(open_ch, close_ch)].finditer(text):
+        ch = match[0]
         if ch == open_ch:
-            stack.append(i)
+            stack.append(match.start())
         elif ch == close_ch and stack:
-            pairs[stack.pop()] = i
-        i += 1
+            pairs[stack.pop()] = match.start()
     return pairs
 
 

@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from typing import NamedTuple
 
-from pipeline.domains import is_web_url
+from pipeline.domains import web_host
 from pipeline.ids import event_path_identity, make_event_id, related_link_identity, slugify
 from pipeline.links import match_link, strip_links
 
@@ -46,6 +46,7 @@ class Source(NamedTuple):
     position: int
     name: str
     url: str
+    host: str  # lower-case, leading `www.` removed (found while checking the URL)
 
 
 class Relation(NamedTuple):
@@ -141,15 +142,19 @@ def parse_document(data: bytes, rel_path: str, today: dt.date) -> ParsedEvent | 
             continue
         if section is None or not line.strip():
             continue
-        item = _ITEM.match(line)
-        if item is None:
-            quarantine.append(QuarantinedLine(section, number + 1, line, NOT_A_LIST_ITEM))
-            continue
-        content = (item[1] or "").rstrip(" \t")
+        if line.startswith("1. "):  # how the archive writes every item: skip the regex
+            content = line[3:].strip(" \t")
+        else:
+            item = _ITEM.match(line)
+            if item is None:
+                quarantine.append(QuarantinedLine(section, number + 1, line, NOT_A_LIST_ITEM))
+                continue
+            content = (item[1] or "").rstrip(" \t")
         if section == SECTION_SOURCE:
             link = match_link(content) if content.startswith("[") else None
             url = link[1].strip() if link else ""
-            if link is None or not is_web_url(url):
+            host = web_host(url) if link else None
+            if host is None:
                 quarantine.append(QuarantinedLine(section, number + 1, line, BAD_URL))
                 continue
             name = link[0].strip()
@@ -159,7 +164,7 @@ def parse_document(data: bytes, rel_path: str, today: dt.date) -> ParsedEvent | 
                 else:
                     quarantine.append(QuarantinedLine(section, number + 1, line, EXTRA_COVER_IMAGE))
                 continue
-            sources.append(Source(len(sources) + 1, name, url))
+            sources.append(Source(len(sources) + 1, name, url, host))
         else:
             link = match_link(content) if content.startswith("[") else None
             target = related_link_identity(link[1].strip()) if link else None

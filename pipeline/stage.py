@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.discover import InputFile, to_files
-from pipeline.domains import host_of, registered_domain
+from pipeline.domains import registered_domain
 from pipeline.faults import checkpoint
 from pipeline.ids import tag_id, tag_key
 from pipeline.parse import ParsedEvent, Rejected, parse_document
@@ -128,7 +128,7 @@ class _Columns:
 
         s = self.cols["stg_sources"]
         for src in ev.sources:
-            host = host_of(src.url)
+            host = src.host
             s["file_path"].append(path)
             s["position"].append(src.position)
             s["name"].append(src.name)

@@ -1,6 +1,8 @@
 import socket
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline import domains
 from pipeline.domains import host_of, is_web_url, registered_domain
@@ -56,3 +58,23 @@ def test_public_suffixes_come_from_the_bundled_snapshot(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket.socket, "connect", no_network)
     assert registered_domain("www.example.co.uk") == "example.co.uk"
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    scheme=st.sampled_from(["http", "https", "HTTP", "hTTps"]),
+    netloc=st.text(alphabet="aZ09.-_@:[]%!~", min_size=0, max_size=20),
+    rest=st.text(alphabet="/?#:@ab.()", max_size=10),
+)
+def test_the_fast_host_path_agrees_with_urlsplit(scheme, netloc, rest):
+    """host_of skips urlsplit for plain hosts; it must give what urlsplit gives."""
+    from urllib.parse import urlsplit
+
+    url = f"{scheme}://{netloc}{rest}"
+    try:
+        expected = urlsplit(url).hostname
+    except ValueError:
+        expected = None
+    if expected and expected.startswith("www."):
+        expected = expected[4:]
+    assert host_of(url) == (expected or None)
