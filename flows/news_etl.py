@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from pipeline import incremental, runs
 from pipeline import publish as publishing
 from pipeline.config import DEFAULT_INPUT, DEFAULT_OUTPUT, RunConfig
-from pipeline.discover import discover_table, read_listing, write_listing
+from pipeline.discover import discover_table, read_listing, release_arrow_memory, write_listing
 from pipeline.faults import checkpoint
 from pipeline.lock import output_lock
 from pipeline.normalize import NormalizeResult, Previous, normalize
@@ -50,7 +50,10 @@ def discover_files(config: RunConfig, listing: Path) -> int:
     files = discover_table(config.input_dir)
     write_listing(files, listing)
     checkpoint("discover:listed")
-    return files.num_rows
+    count = files.num_rows
+    del files
+    release_arrow_memory()
+    return count
 
 
 # --- Parse: new and changed documents to staging Parquet --------------------------------------
@@ -81,7 +84,10 @@ def parse_documents(config: RunConfig, listing: Path, run_id: str, next_manifest
         manifest, next_manifest, run_id, incremental.fingerprint(config.expectations_dir)
     )
     checkpoint("parse:manifest-written")
-    return todo.num_rows
+    count = todo.num_rows
+    del files, previous, todo, manifest
+    release_arrow_memory()
+    return count
 
 
 # --- Normalize: staging to the published tables -----------------------------------------------
