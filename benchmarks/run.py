@@ -9,6 +9,8 @@ benchmarks/.cache/), measured in the same session so the numbers compare:
 - queries      benchmarks/queries/*.sql on that build's catalog, in a fresh read-only process
 - incremental  the same output after adding 100 new event files
 - parse speed  our parser against the markdown-it-py baseline (baseline_parser.py), per document
+- storylines   the storyline size distribution of the full build
+- dask         with `--dask local:2`: the full build again on a Dask LocalCluster
 
 Each is run `--repeats` times; the table shows medians and the peak resident
 memory of the whole process tree (sampled every 50 ms from /proc). Results are
@@ -109,7 +111,9 @@ def io_floor(archive: Path) -> float:
 
 
 def archive_for(size: int) -> Path:
-    path = CACHE / f"archive-{size}"
+    from pipeline.generate import VERSION
+
+    path = CACHE / f"archive-{size}-v{VERSION}"
     if not (path / ".complete").exists():
         shutil.rmtree(path, ignore_errors=True)
         from pipeline.generate import generate
@@ -180,9 +184,26 @@ def query_times(catalog: Path, repeats: int = 3) -> dict[str, float]:
     return json.loads(result.stdout)
 
 
-def run_cmd(archive: Path, output: Path, full: bool) -> list[str]:
+def run_cmd(archive: Path, output: Path, full: bool, dask: str | None = None) -> list[str]:
     cmd = [PYTHON, "-m", "pipeline", "run", "--input", str(archive), "--output", str(output), "--no-progress"]
-    return cmd + (["--full-refresh"] if full else [])
+    return cmd + (["--full-refresh"] if full else []) + (["--dask", dask] if dask else [])
+
+
+def storyline_stats(catalog: Path) -> dict[str, float]:
+    """The storyline size distribution of a build (README, Storylines)."""
+    import duckdb
+
+    con = duckdb.connect(str(catalog), read_only=True)
+    try:
+        row = con.execute(
+            """SELECT count(*), coalesce(sum(size), 0), (SELECT count(*) FROM events),
+                      quantile_disc(size, 0.5), quantile_disc(size, 0.9), quantile_disc(size, 0.99), max(size)
+               FROM storylines"""
+        ).fetchone()
+    finally:
+        con.close()
+    keys = ("storylines", "in_storylines", "events", "p50", "p90", "p99", "max")
+    return {k: float(v or 0) for k, v in zip(keys, row, strict=True)}
 
 
 def add_files(archive: Path, count: int, tag: str) -> Path:
@@ -198,7 +219,7 @@ def add_files(archive: Path, count: int, tag: str) -> Path:
     return extra
 
 
-def bench(size: int, repeats: int, work: Path) -> dict[str, tuple[float, int]]:
+def bench(size: int, repeats: int, work: Path, dask: str | None = None) -> dict[str, tuple[float, int]]:
     archive = archive_for(size)
     empty = work / "empty"
     empty.mkdir(parents=True, exist_ok=True)
@@ -224,6 +245,17 @@ def bench(size: int, repeats: int, work: Path) -> dict[str, tuple[float, int]]:
             samples[stage].append((stages[f"seconds_{stage}"], 0))
         for name, seconds in query_times(out / "news.duckdb").items():
             samples.setdefault(f"query:{name}", []).append((seconds, 0))
+        if r == 0:
+            for name, value in storyline_stats(out / "news.duckdb").items():
+                samples[f"storylines:{name}"] = [(value, 0)]
+        if dask:
+            out_dask = work / f"out-{size}-{r}-dask"
+            shutil.rmtree(out_dask, ignore_errors=True)
+            samples.setdefault("dask_full", []).append(
+                timed(run_cmd(archive, out_dask, full=True, dask=dask))
+            )
+            samples.setdefault("dask_parse", []).append((last_run(out_dask)["seconds_parse"], 0))
+            shutil.rmtree(out_dask, ignore_errors=True)
         extra = add_files(archive, 100, f"r{r}")
         try:
             samples["incremental"].append(timed(run_cmd(archive, out, full=False)))
@@ -243,7 +275,9 @@ def bench(size: int, repeats: int, work: Path) -> dict[str, tuple[float, int]]:
     }
 
 
-def report(results: dict[int, dict[str, tuple[float, int]]], command: str, repeats: int) -> str:
+def report(
+    results: dict[int, dict[str, tuple[float, int]]], command: str, repeats: int, dask: str | None = None
+) -> str:
     lines = [
         f"### {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores",
         "",
@@ -297,6 +331,33 @@ def report(results: dict[int, dict[str, tuple[float, int]]], command: str, repea
     ]
     for size, r in sorted(results.items()):
         lines.append(f"| {size:,} | " + " | ".join(f"{r[f'query:{n}'][0]:.3f}" for n in names) + " |")
+    lines += [
+        "",
+        "Storylines of the full build (default rule; sizes in events):",
+        "",
+        "| events | storylines | events in one | median size | p90 | p99 | largest |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size, r in sorted(results.items()):
+        st = {k.removeprefix("storylines:"): v[0] for k, v in r.items() if k.startswith("storylines:")}
+        lines.append(
+            f"| {size:,} | {st['storylines']:,.0f} | {st['in_storylines'] / st['events']:.1%} | {st['p50']:.0f} "
+            f"| {st['p90']:.0f} | {st['p99']:.0f} | {st['max']:,.0f} |"
+        )
+    if any("dask_full" in r for r in results.values()):
+        lines += [
+            "",
+            f"Full build with `--dask {dask}` against the default local run (2 worker processes), seconds:",
+            "",
+            "| events | local full | dask full | dask / local | local parse | dask parse | peak MB (dask, flow side) |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for size, r in sorted(results.items()):
+            local, remote = r["full"][0], r["dask_full"][0]
+            lines.append(
+                f"| {size:,} | {local:.1f} | {remote:.1f} | {remote / local:.2f} | {r['parse'][0]:.1f} "
+                f"| {r['dask_parse'][0]:.1f} | {r['dask_full'][1] / 2**20:,.0f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -306,15 +367,16 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--work", type=Path, default=CACHE / "work")
     parser.add_argument("--no-write", action="store_true", help="print only, do not append to BENCHMARKS.md")
+    parser.add_argument("--dask", default=None, help="also time a full build with --dask (e.g. local:2)")
     args = parser.parse_args()
     command = (
         "python benchmarks/run.py --sizes " + " ".join(map(str, args.sizes)) + f" --repeats {args.repeats}"
-    )
+    ) + (f" --dask {args.dask}" if args.dask else "")
     results = {}
     for size in args.sizes:
-        results[size] = bench(size, args.repeats, args.work)
-        print(report({size: results[size]}, command, args.repeats), flush=True)
-    text = report(results, command, args.repeats)
+        results[size] = bench(size, args.repeats, args.work, args.dask)
+        print(report({size: results[size]}, command, args.repeats, args.dask), flush=True)
+    text = report(results, command, args.repeats, args.dask)
     if not args.no_write:
         with open(ROOT / "BENCHMARKS.md", "a", encoding="utf-8") as f:
             f.write("\n" + text)

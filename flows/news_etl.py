@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 
 from pipeline import incremental, runs
 from pipeline import publish as publishing
+from pipeline.cluster import DaskTarget, Pool, dask_pool
 from pipeline.config import DEFAULT_INPUT, DEFAULT_OUTPUT, RunConfig
 from pipeline.discover import discover_table, read_listing, release_arrow_memory, write_listing
 from pipeline.faults import checkpoint
@@ -28,6 +31,7 @@ from pipeline.normalize import NormalizeResult, Previous, normalize
 from pipeline.progress import batch_progress
 from pipeline.report import Validation, write_report
 from pipeline.stage import stage_all
+from pipeline.storylines import StorylineRule
 from pipeline.tables import runs_file
 from pipeline.validate import ValidationReport, validate_publication
 
@@ -57,6 +61,16 @@ def discover_files(config: RunConfig, listing: Path) -> int:
 
 
 # --- Parse: new and changed documents to staging Parquet --------------------------------------
+@contextmanager
+def parse_pool(config: RunConfig) -> Iterator[Pool | None]:
+    """The Dask cluster's executor with --dask; None means local worker processes."""
+    if config.dask is None:
+        yield None
+        return
+    with dask_pool(DaskTarget.parse(config.dask)) as pool:
+        yield pool
+
+
 @task(name="parse-documents", cache_policy=NO_CACHE)
 def parse_documents(config: RunConfig, listing: Path, run_id: str, next_manifest: Path) -> int:
     """Parse new and changed files (all on a full refresh), on all cores, into staging batches."""
@@ -68,15 +82,16 @@ def parse_documents(config: RunConfig, listing: Path, run_id: str, next_manifest
     if config.full_refresh:
         previous = incremental.MANIFEST_SCHEMA.empty_table()
     todo = incremental.plan(files, previous)
-    with batch_progress(todo.num_rows, enabled=config.show_progress) as advance:
+    with batch_progress(todo.num_rows, enabled=config.show_progress) as advance, parse_pool(config) as pool:
         results = stage_all(
             todo,
             layout.staging,
             config.today,
             config.batch_size,
-            config.workers,
+            pool.slots if pool else config.workers,
             advance,
             prefix=run_id,
+            executor=pool.executor if pool else None,
         )
     checkpoint("parse:all-batches")
     manifest = incremental.next_manifest(files, todo, previous, layout.staging, [r.batch for r in results])
@@ -97,7 +112,13 @@ def normalize_tables(
 ) -> NormalizeResult:
     """Derive the tables from the live staged rows: only what changed since `previous`, if any."""
     return normalize(
-        config.layout.staging, publication, work, live=live, previous=previous, threads=config.workers
+        config.layout.staging,
+        publication,
+        work,
+        live=live,
+        previous=previous,
+        threads=config.workers,
+        storylines=config.storylines,
     )
 
 
@@ -177,14 +198,22 @@ def news_etl(
     batch_size: int = 2000,
     show_progress: bool = False,
     expectations: str | None = None,
+    storyline_max_tag_events: int = StorylineRule.max_tag_events,
+    storyline_max_span_days: int = StorylineRule.max_tag_span_days,
+    dask: str | None = None,
 ) -> dict[str, Any]:
     """Build, validate and publish the news tables from an event archive (incrementally by default)."""
-    options: dict[str, Any] = {"full_refresh": full_refresh, "batch_size": batch_size}
+    options: dict[str, Any] = {
+        "full_refresh": full_refresh,
+        "batch_size": batch_size,
+        "storylines": StorylineRule(storyline_max_tag_events, storyline_max_span_days),
+        "dask": dask,
+    }
     if workers:
         options["workers"] = workers
     if expectations:
         options["expectations_dir"] = Path(expectations)
-    config = RunConfig(Path(input), Path(output), show_progress=show_progress, **options)
+    config = RunConfig(input, output, show_progress=show_progress, **options)
     layout = config.layout
     with output_lock(layout.lock, wait=wait_for_lock):
         publishing.clean_leftovers(layout)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from pipeline.config import DEFAULT_INPUT, DEFAULT_OUTPUT
+from pipeline.storylines import StorylineRule
 
 DEFAULT_CRON = "*/30 * * * *"
 
@@ -21,9 +22,20 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="build, validate and publish the tables (runs the Prefect flow)")
-    run.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="archive root (default: %(default)s)")
     run.add_argument(
-        "--output", type=Path, default=DEFAULT_OUTPUT, help="output folder (default: %(default)s)"
+        "--input",
+        default=str(DEFAULT_INPUT),
+        help="archive root: a folder or an fsspec URL such as s3://bucket/news (default: %(default)s)",
+    )
+    run.add_argument(
+        "--output", default=str(DEFAULT_OUTPUT), help="output folder or file:// URL (default: %(default)s)"
+    )
+    run.add_argument(
+        "--dask",
+        default=None,
+        metavar="ADDRESS",
+        help="parse on a Dask cluster: a scheduler address (tcp://HOST:8786) or local:N for a "
+        "LocalCluster of N workers (default: local processes)",
     )
     run.add_argument("--full-refresh", action="store_true", help="rebuild from scratch")
     run.add_argument("--wait", action="store_true", help="wait for a run in progress instead of exiting")
@@ -34,6 +46,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar even in a terminal")
     run.add_argument(
         "--expectations", type=Path, default=None, help="GX suites folder (default: expectations/)"
+    )
+    run.add_argument(
+        "--storyline-max-tag-events",
+        type=int,
+        default=StorylineRule.max_tag_events,
+        help="a context reaching more events is broad and joins no storylines (default: %(default)s)",
+    )
+    run.add_argument(
+        "--storyline-max-span-days",
+        type=int,
+        default=StorylineRule.max_tag_span_days,
+        help="a context whose events span more days is broad (default: %(default)s)",
     )
     run.add_argument("--verbose", action="store_true", help="show Prefect's logs on the console")
 
@@ -207,10 +231,23 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if not args.input.is_dir():
+    from pipeline.cluster import ClusterError, DaskTarget
+    from pipeline.locations import LocationError, input_location, output_location
+
+    try:
+        source = input_location(args.input)
+        output_location(args.output)
+        if args.dask is not None:
+            DaskTarget.parse(args.dask)
+    except (LocationError, ClusterError) as exc:
+        return _fail(str(exc))
+    if isinstance(source, Path) and not source.is_dir():
         return _fail(f"input folder not found: {args.input}")
+    if args.storyline_max_tag_events < 1 or args.storyline_max_span_days < 0:
+        return _fail("--storyline-max-tag-events must be >= 1 and --storyline-max-span-days >= 0")
     quiet_prefect(verbose=args.verbose)
     from flows.news_etl import ValidationFailed, news_etl
+    from pipeline.discover import InputMissing
     from pipeline.lock import OutputLocked
 
     try:
@@ -223,10 +260,13 @@ def _run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             show_progress=not args.no_progress and sys.stderr.isatty(),
             expectations=str(args.expectations) if args.expectations else None,
+            storyline_max_tag_events=args.storyline_max_tag_events,
+            storyline_max_span_days=args.storyline_max_span_days,
+            dask=args.dask,
         )
     except ValidationFailed as exc:
         return _fail(str(exc))
-    except OutputLocked as exc:
+    except (OutputLocked, InputMissing, ClusterError) as exc:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(

@@ -7,6 +7,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.cluster import DaskTarget
+from pipeline.locations import input_location, output_location
+from pipeline.storylines import StorylineRule
+
 DEFAULT_INPUT = Path("examples/news")
 DEFAULT_OUTPUT = Path("output")
 DEFAULT_EXPECTATIONS = Path(__file__).resolve().parent.parent / "expectations"
@@ -18,9 +22,10 @@ def utc_today() -> dt.date:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything a run depends on. Paths are absolute so no stage depends on the cwd."""
+    """Everything a run depends on. Paths are absolute so no stage depends on the cwd; the
+    input may also be a remote fsspec URL, kept as a string."""
 
-    input_dir: Path
+    input_dir: Path | str  # a local folder, or an fsspec URL (pipeline/locations.py)
     output_dir: Path
     full_refresh: bool = False
     batch_size: int = 2000
@@ -29,10 +34,14 @@ class RunConfig:
     today: dt.date = field(default_factory=utc_today)
     show_progress: bool = False
     expectations_dir: Path = DEFAULT_EXPECTATIONS
+    storylines: StorylineRule = field(default_factory=StorylineRule)
+    dask: str | None = None  # a scheduler address or `local:N` (pipeline/cluster.py); None: local processes
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "input_dir", Path(self.input_dir).resolve())
-        object.__setattr__(self, "output_dir", Path(self.output_dir).resolve())
+        object.__setattr__(self, "input_dir", input_location(self.input_dir))
+        object.__setattr__(self, "output_dir", output_location(self.output_dir))
+        if self.dask is not None:
+            DaskTarget.parse(self.dask)
         object.__setattr__(self, "expectations_dir", Path(self.expectations_dir).resolve())
         if self.batch_size < 1 or self.workers < 1 or self.keep_publications < 1:
             raise ValueError("batch_size, workers and keep_publications must be at least 1")

@@ -114,6 +114,28 @@ DICTIONARY: dict[str, Entry] = {
             "event_id": "the event the document was published as",
         },
     ),
+    "storylines": Entry(
+        "table",
+        "One row per storyline: a connected group of two or more events linked through specific "
+        "contexts (see README, Storylines). Recomputed whole on every run.",
+        {
+            "storyline_id": "first 16 hex digits of MD5 of the group's earliest event id (primary key)",
+            "name": "the specific tag most of its events name (ties: smallest name)",
+            "size": "events in the storyline (rows in event_storylines)",
+            "first_date": "earliest event_date of its events",
+            "last_date": "latest event_date of its events",
+            "top_tags": "up to five tag names, broad ones included, by how many of its events name "
+            "them (ties: by name)",
+        },
+    ),
+    "event_storylines": Entry(
+        "table",
+        "One row per event in a storyline (an event belongs to at most one; most events to none).",
+        {
+            "event_id": "the event (foreign key to events; primary key)",
+            "storyline_id": "its storyline (foreign key to storylines)",
+        },
+    ),
     "runs": Entry(
         "table",
         "One row per pipeline run up to this publication, published or not.",

@@ -9,6 +9,8 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.locations import is_url
+
 
 class InputFile(NamedTuple):
     rel_path: str  # `/`-separated, relative to the input root, always valid UTF-8 text
@@ -34,16 +36,18 @@ LISTING_SCHEMA = pa.schema(
 ROOT_KEY = b"root"
 
 
-def discover(root: Path) -> list[InputFile]:
+def discover(root: Path | str) -> list[InputFile]:
     """Every `*.md` file under `root`, sorted by relative path in code-point order."""
     return to_files(discover_table(root))
 
 
-def discover_table(root: Path) -> pa.Table:
+def discover_table(root: Path | str) -> pa.Table:
     """The listing as columns, sorted by relative path (UTF-8 byte order is code-point order);
     the root is in the metadata. Names are moved into Arrow every CHUNK files, so no more than
     that many exist as Python objects: a million at once left ~500 MB in the heap for the rest
-    of the run."""
+    of the run. A string root is an fsspec URL (pipeline/locations.py)."""
+    if isinstance(root, str):
+        return _discover_url(root)
     if not root.is_dir():
         raise InputMissing(f"input folder not found: {root}")
     cols: dict[str, list] = {name: [] for name in LISTING_SCHEMA.names}
@@ -54,6 +58,33 @@ def discover_table(root: Path) -> pa.Table:
     del batches
     release_arrow_memory()
     return table.replace_schema_metadata({ROOT_KEY: os.fsencode(str(root))})
+
+
+def _discover_url(url: str) -> pa.Table:
+    """The listing of a remote archive through fsspec; `os_path` of each file is its URL."""
+    import fsspec
+
+    from pipeline.locations import modified_ns
+
+    fs, path = fsspec.core.url_to_fs(url)
+    if not fs.isdir(path):
+        raise InputMissing(f"input folder not found: {url}")
+    base = path.rstrip("/") + "/"
+    cols: dict[str, list] = {name: [] for name in LISTING_SCHEMA.names}
+    batches: list[pa.RecordBatch] = []
+    for name, info in fs.find(path, detail=True).items():
+        if info.get("type") != "file" or not name.endswith(".md") or not name.startswith(base):
+            continue
+        cols["rel_path"].append(name[len(base) :])
+        cols["os_path"].append(None)
+        cols["bad_name"].append(False)
+        cols["size"].append(int(info.get("size") if info.get("size") is not None else -1))
+        cols["mtime_ns"].append(modified_ns(info))
+        if len(cols["rel_path"]) >= CHUNK:
+            _flush(cols, batches)
+    _flush(cols, batches)
+    table = pa.Table.from_batches(batches, schema=LISTING_SCHEMA).sort_by("rel_path")
+    return table.replace_schema_metadata({ROOT_KEY: fs.unstrip_protocol(base.rstrip("/")).encode()})
 
 
 def release_arrow_memory() -> None:
@@ -121,9 +152,10 @@ def _walk(directory: str, prefix: str, cols: dict[str, list], batches: list[pa.R
 def to_files(table: pa.Table) -> list[InputFile]:
     """One InputFile per listed row (for the files a run actually reads)."""
     root = os.fsdecode((table.schema.metadata or {}).get(ROOT_KEY, b""))
+    join = (lambda rel: f"{root}/{rel}") if is_url(root) else (lambda rel: os.path.join(root, rel))
     cols = table.select(LISTING_SCHEMA.names).to_pydict()
     return [
-        InputFile(rel, os.fsdecode(raw) if raw is not None else os.path.join(root, rel), bad, size, mtime)
+        InputFile(rel, os.fsdecode(raw) if raw is not None else join(rel), bad, size, mtime)
         for rel, raw, bad, size, mtime in zip(
             cols["rel_path"], cols["os_path"], cols["bad_name"], cols["size"], cols["mtime_ns"], strict=True
         )

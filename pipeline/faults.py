@@ -2,7 +2,10 @@
 
 The crash-safety test SIGKILLs a real run at each of these moments and checks
 that the catalog still shows a complete publication and that the next run
-completes. Without the variable a checkpoint costs one dictionary lookup.
+completes. With `PIPELINE_CRASH_ONCE=<file>` only the first process to reach the
+point dies (it creates the file): the Dask test kills one worker mid-batch and
+expects the retried batch to succeed. Without the variables a checkpoint costs
+one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ CRASH_POINTS = (
     "normalize:tags",
     "normalize:quarantine",
     "normalize:tag_spellings",
+    "normalize:storylines",
     "validate:done",
     "publish:runs-written",
     "publish:catalog-built",
@@ -38,4 +42,10 @@ CRASH_POINTS = (
 
 def checkpoint(name: str) -> None:
     if os.environ.get("PIPELINE_CRASH_AT") == name:
+        once = os.environ.get("PIPELINE_CRASH_ONCE")
+        if once:
+            try:
+                os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return
         os.kill(os.getpid(), signal.SIGKILL)

@@ -4,7 +4,8 @@ Shaped like the real portal: about 15 events a day (up to 60) from 2004 on,
 1-3 sources from a few hundred publishers with name variants and public
 suffixes such as .co.uk and .com.au, about 30% cover images, 0-10 related
 items drawn from the same story, contexts from a long-tailed vocabulary of
-thousands of story names plus broad ones (countries), titles of 40-300
+thousands of story names (episodes active for months of one year, and themes
+that recur every year) plus broad ones (countries), titles of 40-300
 characters with non-ASCII text. Optionally a share of malformed files of every
 kind the contract rejects or quarantines.
 
@@ -24,6 +25,9 @@ from pathlib import Path
 from pipeline.ids import make_event_id, slugify
 
 START = dt.date(2004, 1, 1)
+# Bumped whenever the same seed yields a different archive (benchmarks cache archives by it).
+# 2: stories live in time (episodes of a year, themes), unresolved targets near the event.
+VERSION = 2
 
 PLACES = [
     "Kabul",
@@ -359,7 +363,14 @@ class Written:
 
 
 class _Skeleton:
-    """Dates, unique titles and stories of every event, decided before any file is written."""
+    """Dates, unique titles and stories of every event, decided before any file is written.
+
+    Stories live in time like the portal's contexts: most are episodes of one year
+    ("2014 Mosul offensive"), active for one to twelve months of it, and a quarter of
+    events belong to long-running themes ("Iraq protests") that recur over every year.
+    Within what is active, popularity is Zipf-like."""
+
+    THEME_SHARE = 0.25
 
     def __init__(self, n: int, rng: random.Random, today: dt.date) -> None:
         self.dates: list[dt.date] = []
@@ -368,12 +379,28 @@ class _Skeleton:
         self.countries: list[int] = []
         total_days = (today - START).days + 1
         self.story_names = _story_names(rng)
-        # Zipf-like popularity: weight 1/(rank+10), so the top story holds ~1.6% of events.
-        cum, total = [], 0.0
-        for rank in range(len(self.story_names)):
-            total += 1.0 / (rank + 10)
-            cum.append(total)
-        ranks = range(len(self.story_names))
+        themes: list[int] = []
+        active: dict[tuple[int, int], list[int]] = {}
+        for index, name in enumerate(self.story_names):
+            year = name[:4]
+            if not year.isdigit():
+                themes.append(index)
+                continue
+            first = rng.randint(1, 12)
+            length = rng.choice((1, 1, 2, 3, 3, 6, 12))
+            for month in range(first, min(12, first + length - 1) + 1):
+                active.setdefault((int(year), month), []).append(index)
+
+        def zipf(indices: list[int]) -> tuple[list[int], list[float]]:
+            # Weight 1/(rank+10) by position in the shuffled name list: a few popular stories.
+            cum, total = [], 0.0
+            for rank in range(len(indices)):
+                total += 1.0 / (rank + 10)
+                cum.append(total)
+            return indices, cum
+
+        theme_pool = zipf(themes)
+        pools = {key: zipf(indices) for key, indices in active.items()}
         seen: set[tuple[dt.date, str]] = set()
         day = 0
         days_used = max(1, min(total_days, n // 15 or 1))
@@ -382,8 +409,12 @@ class _Skeleton:
             date = START + dt.timedelta(days=(day * stride) % total_days)
             day += 1
             count = min(60, max(1, int(rng.gauss(15, 7))))
+            episode_pool = pools.get((date.year, date.month))
             for _ in range(min(count, n - len(self.dates))):
-                story = rng.choices(ranks, cum_weights=cum)[0]
+                indices, cum = (
+                    theme_pool if episode_pool is None or rng.random() < self.THEME_SHARE else episode_pool
+                )
+                story = rng.choices(indices, cum_weights=cum)[0]
                 country = rng.randrange(len(COUNTRIES))
                 while True:
                     title = _title(rng, self.story_names[story])
@@ -405,7 +436,7 @@ def _story_names(rng: random.Random) -> list[str]:
     names.update(f"{c} {k}" for c in COUNTRIES for k in KINDS)
     ordered = sorted(names)
     rng.shuffle(ordered)
-    return ordered[:6000]
+    return ordered
 
 
 def _title(rng: random.Random, story: str) -> str:
@@ -521,8 +552,8 @@ def documents(
                 if j == i:
                     continue
                 rdate, rtitle = sk.dates[j], sk.titles[j]
-            else:  # a target outside the archive: unresolved
-                rdate = START + dt.timedelta(days=rng.randrange((today - START).days))
+            else:  # a target outside the archive (unresolved), from around the same time
+                rdate = min(today, max(START, date + dt.timedelta(days=rng.randint(-90, 90))))
                 rtitle = f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(PLACES)} ({position})."
             story_spelling = (
                 story

@@ -25,6 +25,7 @@ import duckdb
 
 from pipeline.faults import checkpoint
 from pipeline.schema import STAGING
+from pipeline.storylines import DEFAULT_RULE, StorylineRule, write_storylines
 from pipeline.tables import NO_EVENT, WHOLE, part_path, parts, row_count, table_glob
 
 # Models keyed by event, in dependency order: each may read the staging views and the models
@@ -38,8 +39,8 @@ EVENT_MODELS: tuple[str, ...] = (
     "quarantine",
     "tag_spellings",
 )
-# Every table the models produce; `tags` is rebuilt whole from the written parts.
-MODELS: tuple[str, ...] = (*EVENT_MODELS, "files", "tags")
+# Every table the models produce; `tags` and the storylines are rebuilt whole from the written parts.
+MODELS: tuple[str, ...] = (*EVENT_MODELS, "files", "tags", "event_storylines", "storylines")
 ORDER: dict[str, str] = {
     "events": "event_id",
     "sources": "event_id, position",
@@ -119,6 +120,7 @@ def normalize(
     previous: Previous | None = None,
     threads: int = 2,
     memory_limit: str = "1GB",
+    storylines: StorylineRule = DEFAULT_RULE,
 ) -> NormalizeResult:
     """Write every table under `publication_dir` (see pipeline/tables.py).
 
@@ -129,8 +131,12 @@ def normalize(
     con = connect(work_dir, threads, memory_limit)
     try:
         if previous is not None and live is not None:
-            return _incremental(con, staging_dir, publication_dir, live, previous)
-        return _full(con, staging_dir, publication_dir, live)
+            result = _incremental(con, staging_dir, publication_dir, live, previous)
+        else:
+            result = _full(con, staging_dir, publication_dir, live)
+        write_storylines(con, publication_dir, storylines, PARQUET_OPTIONS)
+        result.counts = _counts(publication_dir)
+        return result
     finally:
         con.close()
 
@@ -179,7 +185,7 @@ def _full(
     _write_parts(con, publication, "files", file_parts, old=None)
     _write_tags(con, publication)
     return NormalizeResult(
-        counts=_counts(publication),
+        counts={},
         added=_one(con, "SELECT count(*) FROM fresh_events"),
         changed=0,
         removed=0,
@@ -285,7 +291,7 @@ def _incremental(
     ).fetchone()
     rewritten = {name: event_parts for name in EVENT_MODELS} | {"files": file_parts}
     return NormalizeResult(
-        counts=_counts(publication),
+        counts={},
         added=added,
         changed=changed,
         removed=removed,

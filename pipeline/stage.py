@@ -13,7 +13,7 @@ import os
 import stat
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from multiprocessing import get_context
@@ -26,6 +26,7 @@ from pipeline.discover import InputFile, to_files
 from pipeline.domains import registered_domain
 from pipeline.faults import checkpoint
 from pipeline.ids import tag_id, tag_key
+from pipeline.locations import is_url
 from pipeline.parse import ParsedEvent, Rejected, parse_document
 from pipeline.schema import STAGING
 
@@ -49,6 +50,8 @@ class _Unusable(Exception):
 def read_document(os_path: str) -> bytes:
     """The bytes of a regular file, or `_Unusable` with the reason. Opened non-blocking and
     checked with fstat, so a FIFO or device named `*.md` can never block a worker."""
+    if is_url(os_path):
+        return _read_url(os_path)
     try:
         fd = os.open(os_path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError as exc:
@@ -72,6 +75,29 @@ def read_document(os_path: str) -> bytes:
             return handle.read()
         except OSError as exc:
             raise _Unusable(UNREADABLE, exc.strerror or str(exc)) from exc
+
+
+def _read_url(url: str) -> bytes:
+    """A remote document through fsspec (pipeline/locations.py), with the same size limit."""
+    import fsspec
+
+    try:
+        with fsspec.open(url, "rb") as handle:
+            data = handle.read(MAX_DOCUMENT_BYTES + 1)
+            if len(data) > MAX_DOCUMENT_BYTES:
+                digest = hashlib.sha256(data)
+                size = len(data)
+                while chunk := handle.read(2**20):
+                    digest.update(chunk)
+                    size += len(chunk)
+                raise _Unusable(
+                    TOO_LARGE, f"{size} bytes; the limit is {MAX_DOCUMENT_BYTES}", digest.hexdigest(), size
+                )
+            return data
+    except FileNotFoundError as exc:
+        raise _Unusable(VANISHED, "the file disappeared before it could be read") from exc
+    except OSError as exc:
+        raise _Unusable(UNREADABLE, exc.strerror or str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -221,6 +247,7 @@ def stage_all(
     workers: int,
     on_batch: Callable[[BatchResult], None] | None = None,
     prefix: str = "b",
+    executor: Executor | None = None,
 ) -> list[BatchResult]:
     """Stage every file in batches keyed `<prefix>-<n>`; a process pool when there is more than
     one batch. An empty file list still writes one (empty) batch, so the staging globs match.
@@ -229,7 +256,10 @@ def stage_all(
     only a few are in flight at a time, so a million files never exist as Python objects at
     once (they would stay in the main process's heap for the rest of the run). A batch is
     sent as a list of InputFiles, not as an Arrow slice: pickling a slice sends the buffers
-    of the whole listing (a 1M-file build spent minutes and gigabytes on that)."""
+    of the whole listing (a 1M-file build spent minutes and gigabytes on that).
+
+    With `executor` (a Dask cluster's, pipeline/cluster.py) the batches run there instead,
+    `workers` of them in flight per worker slot; `directory` must then be shared storage."""
     directory.mkdir(parents=True, exist_ok=True)
     total = files.num_rows if isinstance(files, pa.Table) else len(files)
     count = max(1, -(-total // batch_size))
@@ -241,6 +271,8 @@ def stage_all(
         return list(files[n * batch_size : (n + 1) * batch_size])
 
     results: list[BatchResult] = []
+    if executor is not None:
+        return _run_on(executor, 2 * workers, keys, batch, directory, today, results, on_batch)
     if workers == 1 or count == 1:
         for n, key in enumerate(keys):
             results.append(stage_batch(key, batch(n), directory, today))
@@ -249,13 +281,27 @@ def stage_all(
                 on_batch(results[-1])
         return results
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        in_flight: deque[Future[BatchResult]] = deque()
-        for n, key in enumerate(keys):
-            in_flight.append(pool.submit(stage_batch, key, batch(n), directory, today))
-            if len(in_flight) >= 2 * workers:
-                _collect_one(in_flight, results, on_batch)
-        while in_flight:
+        return _run_on(pool, 2 * workers, keys, batch, directory, today, results, on_batch)
+
+
+def _run_on(
+    pool: Executor,
+    window: int,
+    keys: list[str],
+    batch: Callable[[int], list[InputFile]],
+    directory: Path,
+    today: dt.date,
+    results: list[BatchResult],
+    on_batch: Callable[[BatchResult], None] | None,
+) -> list[BatchResult]:
+    """Submit the batches with at most `window` in flight; results in batch order."""
+    in_flight: deque[Future[BatchResult]] = deque()
+    for n, key in enumerate(keys):
+        in_flight.append(pool.submit(stage_batch, key, batch(n), directory, today))
+        if len(in_flight) >= window:
             _collect_one(in_flight, results, on_batch)
+    while in_flight:
+        _collect_one(in_flight, results, on_batch)
     return results
 
 

@@ -5,7 +5,8 @@ The event-keyed tables are split by the year in the event id (`2014.parquet`),
 plus one `none.parquet` (rows without an event: rejected and skipped files; empty
 for the other tables, so that every table always has at least one file). An
 incremental run rewrites only the parts its changes touch and hard-links the
-rest from the previous publication. `tags` and `runs` are one file, `all.parquet`.
+rest from the previous publication. `tags`, `storylines`, `event_storylines` and
+`runs` are one file each, `all.parquet`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ PUBLISHED: tuple[str, ...] = (
     "event_tags",
     "tags",
     "quarantine",
+    "storylines",
+    "event_storylines",
     "runs",
 )
 # Kept beside the published tables for the next incremental run; not in the catalog.

@@ -13,7 +13,18 @@ from tests.conftest import SAMPLE, TODAY, build_tables, event_doc
 
 pytestmark = pytest.mark.flow
 
-TABLES = ("events", "files", "sources", "relations", "tags", "event_tags", "relation_tags", "quarantine")
+TABLES = (
+    "events",
+    "files",
+    "sources",
+    "relations",
+    "tags",
+    "event_tags",
+    "relation_tags",
+    "quarantine",
+    "storylines",
+    "event_storylines",
+)
 
 
 def published(result: dict) -> dict[str, list]:

@@ -114,3 +114,100 @@ def test_the_data_dictionary_matches_the_catalog_and_the_readme(catalog):
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     start, end = readme.index("<!-- dictionary:start -->\n"), readme.index("<!-- dictionary:end -->")
     assert readme[start + len("<!-- dictionary:start -->\n") : end] == markdown()
+
+
+def _storyline_id(first_event_id: str) -> str:
+    import hashlib
+
+    return hashlib.md5(first_event_id.encode()).hexdigest()[:16]
+
+
+def test_storylines(catalog):
+    # Worked out from the sample's Related items with the default rule (a context is specific
+    # when the events it reaches lie within 730 days): Islamic State (2014-2017), Brexit
+    # (2016-2020), Russo-Ukrainian War, Tsunamis, Notre-Dame de Paris (2019-2024) and the
+    # other themes are broad; Battle of Mosul, Financial crisis and Fukushima reach only one
+    # event of the archive.
+    rows = catalog.execute(
+        "SELECT storyline_id, name, size, first_date, last_date, top_tags FROM storylines ORDER BY first_date"
+    ).fetchall()
+    iraq = "2014-06-21/islamic-state-of-iraq-and-the-levant-captures-the-towns-of-al-qa-im-anah-and-rawa-in-western-iraq"
+    assert rows == [
+        (
+            _storyline_id(
+                "2014-03-08/malaysia-airlines-flight-370-disappears-en-route-from-kuala-lumpur-to-beijing-with-239-people-on-board"
+            ),
+            "Malaysia Airlines",
+            2,
+            D(2014, 3, 8),
+            D(2014, 7, 17),
+            ["Malaysia Airlines", "Russo-Ukrainian War", "Ukraine"],
+        ),
+        # 06-21, 06-27, 06-29 and 08-03 name the offensive (the 08/3 copy is a duplicate)
+        (
+            _storyline_id(iraq),
+            "2014 Northern Iraq offensive",
+            4,
+            D(2014, 6, 21),
+            D(2014, 8, 3),
+            ["2014 Northern Iraq offensive", "Islamic State", "Al Qaim"],
+        ),
+        (
+            _storyline_id(
+                "2014-08-08/the-world-health-organization-declares-the-ebola-outbreak-in-west-africa-a-public-health-emergency-of-international-concern"
+            ),
+            "Ebola virus epidemic in West Africa",
+            2,
+            D(2014, 8, 8),
+            D(2016, 1, 14),
+            ["Ebola virus epidemic in West Africa", "Public Health Emergency of International Concern"],
+        ),
+        (
+            _storyline_id(
+                "2015-11-13/coordinated-terrorist-attacks-in-paris-france-including-at-the-bataclan-theatre-and-the-stade-de-france-kill-130-people"
+            ),
+            "November 2015 Paris attacks",
+            2,
+            D(2015, 11, 13),
+            D(2016, 3, 22),
+            ["Islamic State", "November 2015 Paris attacks"],
+        ),
+        # Brexit reaches 2020-01-31, so only the UK-EU relations context joins the two
+        (
+            _storyline_id(
+                "2016-06-24/the-united-kingdom-votes-to-leave-the-european-union-in-a-referendum-51-9-to-48-1-prime-minister-david-cameron-announces-his-resignation"
+            ),
+            "United Kingdom–European Union relations",
+            2,
+            D(2016, 6, 24),
+            D(2017, 3, 29),
+            ["Brexit", "United Kingdom–European Union relations"],
+        ),
+        # the Olympics name COVID-19 (2020-01-30 to 2021-07-23: 540 days)
+        (
+            _storyline_id(
+                "2020-01-30/the-world-health-organization-declares-the-covid-19-outbreak-a-public-health-emergency-of-international-concern"
+            ),
+            "COVID-19 pandemic",
+            3,
+            D(2020, 1, 30),
+            D(2021, 7, 23),
+            ["COVID-19 pandemic", "2020 Summer Olympics", "Public Health Emergency of International Concern"],
+        ),
+    ]
+
+
+def test_event_storylines(catalog):
+    rows = catalog.execute(
+        """SELECT left(event_id, 10), storyline_id FROM event_storylines
+           WHERE storyline_id = (SELECT storyline_id FROM storylines WHERE name = '2014 Northern Iraq offensive')
+           ORDER BY event_id"""
+    ).fetchall()
+    iraq = _storyline_id(
+        "2014-06-21/islamic-state-of-iraq-and-the-levant-captures-the-towns-of-al-qa-im-anah-and-rawa-in-western-iraq"
+    )
+    assert rows == [("2014-06-21", iraq), ("2014-06-27", iraq), ("2014-06-29", iraq), ("2014-08-03", iraq)]
+    assert catalog.execute("SELECT count(*), count(DISTINCT event_id) FROM event_storylines").fetchone() == (
+        15,
+        15,
+    )

@@ -1,0 +1,107 @@
+"""Storylines: events grouped into stories through their relations and shared contexts.
+
+A storyline is a connected group of events in the graph whose links are *specific*
+contexts: an event is linked to every specific tag it names in its own Related items,
+and to every specific tag a Related item pointing at it names. So two events joined
+by a relation that names a specific context always share a storyline, and so do two
+events naming the same specific context.
+
+A context is specific when it names an episode, not a theme: it reaches at most
+`max_tag_events` events (those naming it and those the naming items point at) within
+at most `max_tag_span_days` days. Countries,
+organizations ("Islamic State") and wars that run for years are named by many events
+over many years; letting them link would chain every story that mentions Iraq into
+one component. An episode ("2014 Northern Iraq offensive", "Battle of Mosul
+(2016–2017)") is named by tens of events over weeks or months. Broad contexts still
+describe a storyline (`top_tags`); they just do not join storylines. A relation that
+names only broad contexts, or none, links nothing. Only groups of two or more events
+are storylines; an event in none has no `event_storylines` row.
+
+The components are found with scipy's connected_components over the event-tag
+bipartite graph (about a second at 1M events); storylines are recomputed whole on
+every run, since one new event can change whether a tag is specific.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.faults import checkpoint
+from pipeline.tables import WHOLE, part_path, table_glob
+
+
+@dataclass(frozen=True)
+class StorylineRule:
+    """When a context is specific enough to join events into one storyline."""
+
+    max_tag_events: int = 500
+    max_tag_span_days: int = 730
+
+    def __post_init__(self) -> None:
+        if self.max_tag_events < 1 or self.max_tag_span_days < 0:
+            raise ValueError("max_tag_events must be at least 1 and max_tag_span_days at least 0")
+
+
+DEFAULT_RULE = StorylineRule()
+
+
+def _sql(name: str) -> str:
+    from pipeline.normalize import model_sql
+
+    return model_sql(name)
+
+
+def components(edges: pa.Table) -> pa.Table:
+    """(event_id, component) for every event in `edges` (columns event_id, tag_id): events
+    sharing a component are connected through tags. Component numbers are arbitrary."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if edges.num_rows == 0:
+        return pa.table({"event_id": pa.array([], pa.string()), "component": pa.array([], pa.int64())})
+    events = pc.dictionary_encode(edges.column("event_id")).combine_chunks()
+    tags = pc.dictionary_encode(edges.column("tag_id")).combine_chunks()
+    n_events, n_tags = len(events.dictionary), len(tags.dictionary)
+    rows = events.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    cols = tags.indices.to_numpy(zero_copy_only=False).astype(np.int64) + n_events
+    size = n_events + n_tags
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(size, size)).tocsr()
+    _, labels = connected_components(graph, directed=False)
+    return pa.table({"event_id": events.dictionary, "component": pa.array(labels[:n_events], pa.int64())})
+
+
+def write_storylines(
+    con: duckdb.DuckDBPyConnection, publication: Path, rule: StorylineRule, parquet_options: str
+) -> None:
+    """Write `event_storylines` and `storylines` (one file each) from the written tables."""
+    from pipeline.normalize import sql_literal
+
+    for name in ("events", "event_tags", "relation_tags", "tags"):
+        con.execute(
+            f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(table_glob(publication, name))})"
+        )
+    params = {"max_events": rule.max_tag_events, "max_span_days": rule.max_tag_span_days}
+    con.execute(f"CREATE OR REPLACE TEMP TABLE specific_tags AS {_sql('specific_tags')}", params)
+    edges = con.sql(_sql("storyline_edges")).to_arrow_table()
+    membership = components(edges)
+    del edges
+    con.register("event_components", membership)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE fresh_event_storylines AS {_sql('event_storylines')}")
+    con.unregister("event_components")
+    con.execute("CREATE OR REPLACE VIEW event_storylines AS SELECT * FROM fresh_event_storylines")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE fresh_storylines AS {_sql('storylines')}")
+    for name in ("event_storylines", "storylines"):
+        target = part_path(publication, name, WHOLE)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".parquet.tmp")
+        con.execute(f"COPY fresh_{name} TO {sql_literal(str(tmp))} ({parquet_options})")
+        tmp.replace(target)
+        con.execute(f"DROP TABLE fresh_{name} CASCADE")
+    con.execute("DROP TABLE specific_tags")
+    checkpoint("normalize:storylines")
