@@ -18,8 +18,8 @@ names only broad contexts, or none, links nothing. Only groups of two or more ev
 are storylines; an event in none has no `event_storylines` row.
 
 The components are found with scipy's connected_components over the event-tag
-bipartite graph (about a second at 1M events); storylines are recomputed whole on
-every run, since one new event can change whether a tag is specific.
+bipartite graph; storylines are recomputed whole on every run, since one new event
+can change whether a tag is specific (about 4 s of a 1M-event build, BENCHMARKS.md).
 """
 
 from __future__ import annotations
