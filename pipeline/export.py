@@ -19,8 +19,8 @@ import duckdb
 
 from pipeline.config import OutputLayout
 from pipeline.dictionary import comment_statements
-from pipeline.normalize import sql_literal
 from pipeline.publish import current_run_id
+from pipeline.sqltext import sql_literal
 from pipeline.tables import PUBLISHED, VIEWS, table_glob, view_sql
 
 FORMATS = ("duckdb", "parquet", "csv")

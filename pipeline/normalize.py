@@ -18,13 +18,13 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import duckdb
 
 from pipeline.faults import checkpoint
 from pipeline.schema import STAGING
+from pipeline.sqltext import model_sql, sql_list, sql_literal
 from pipeline.storylines import DEFAULT_RULE, StorylineRule, write_storylines
 from pipeline.tables import NO_EVENT, WHOLE, part_path, parts, row_count, table_glob
 
@@ -73,18 +73,6 @@ class NormalizeResult:
     rewritten: dict[str, list[str]] | None = None
     linked: int = 0
     touched_files: int = field(default=0)
-
-
-def sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def sql_list(items: list[str]) -> str:
-    return "[" + ", ".join(sql_literal(i) for i in items) + "]"
-
-
-def model_sql(name: str) -> str:
-    return resources.files("pipeline").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
 
 
 def connect(work_dir: Path, threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:

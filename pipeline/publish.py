@@ -19,7 +19,7 @@ import duckdb
 from pipeline.config import OutputLayout
 from pipeline.dictionary import comment_statements
 from pipeline.faults import checkpoint
-from pipeline.normalize import sql_literal
+from pipeline.sqltext import sql_literal
 from pipeline.tables import PUBLISHED, VIEWS, runs_file, table_glob, view_sql
 
 

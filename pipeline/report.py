@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.normalize import sql_literal
+from pipeline.sqltext import sql_literal
 from pipeline.tables import table_glob
 
 

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.faults import checkpoint
+from pipeline.sqltext import model_sql, sql_literal
 from pipeline.tables import WHOLE, part_path, table_glob
 
 
@@ -49,12 +50,6 @@ class StorylineRule:
 
 
 DEFAULT_RULE = StorylineRule()
-
-
-def _sql(name: str) -> str:
-    from pipeline.normalize import model_sql
-
-    return model_sql(name)
 
 
 def components(edges: pa.Table) -> pa.Table:
@@ -80,22 +75,20 @@ def write_storylines(
     con: duckdb.DuckDBPyConnection, publication: Path, rule: StorylineRule, parquet_options: str
 ) -> None:
     """Write `event_storylines` and `storylines` (one file each) from the written tables."""
-    from pipeline.normalize import sql_literal
-
     for name in ("events", "event_tags", "relation_tags", "tags"):
         con.execute(
             f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(table_glob(publication, name))})"
         )
     params = {"max_events": rule.max_tag_events, "max_span_days": rule.max_tag_span_days}
-    con.execute(f"CREATE OR REPLACE TEMP TABLE specific_tags AS {_sql('specific_tags')}", params)
-    edges = con.sql(_sql("storyline_edges")).to_arrow_table()
+    con.execute(f"CREATE OR REPLACE TEMP TABLE specific_tags AS {model_sql('specific_tags')}", params)
+    edges = con.sql(model_sql("storyline_edges")).to_arrow_table()
     membership = components(edges)
     del edges
     con.register("event_components", membership)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE fresh_event_storylines AS {_sql('event_storylines')}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE fresh_event_storylines AS {model_sql('event_storylines')}")
     con.unregister("event_components")
     con.execute("CREATE OR REPLACE VIEW event_storylines AS SELECT * FROM fresh_event_storylines")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE fresh_storylines AS {_sql('storylines')}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE fresh_storylines AS {model_sql('storylines')}")
     for name in ("event_storylines", "storylines"):
         target = part_path(publication, name, WHOLE)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,8 @@ from typing import Any
 import duckdb
 
 from pipeline.config import DEFAULT_EXPECTATIONS
-from pipeline.normalize import connect, sql_literal
+from pipeline.normalize import connect
+from pipeline.sqltext import sql_literal
 from pipeline.tables import part_path, parts, row_count_of, table_glob
 
 CRITICAL = "critical"
