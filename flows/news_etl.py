@@ -227,9 +227,9 @@ def news_etl(
         publishing_started = False
         try:
             clock = time.perf_counter()
-            record.files_seen = discover_files(config, work / "discovered.parquet")
+            record.files_seen = discover_files(config, work / "discovered.arrow")
             record.seconds_discover, clock = time.perf_counter() - clock, time.perf_counter()
-            listing = work / "discovered.parquet"
+            listing = work / "discovered.arrow"
             record.files_read = parse_documents(config, listing, record.run_id, next_manifest)
             record.seconds_parse, clock = time.perf_counter() - clock, time.perf_counter()
             previous, checked = incremental_base(config)

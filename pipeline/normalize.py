@@ -15,8 +15,6 @@ inside the process's budget.
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from pipeline.faults import checkpoint
 from pipeline.schema import STAGING
 from pipeline.sqltext import model_sql, sql_list, sql_literal
 from pipeline.storylines import DEFAULT_RULE, StorylineRule, write_storylines
-from pipeline.tables import NO_EVENT, WHOLE, part_path, parts, row_count, table_glob
+from pipeline.tables import NO_EVENT, WHOLE, link_untouched, part_filter, part_path, row_count, table_glob
 
 # Models keyed by event, in dependency order: each may read the staging views and the models
 # before it (`events` is the winning file of each touched event id).
@@ -85,13 +83,6 @@ def connect(work_dir: Path, threads: int, memory_limit: str) -> duckdb.DuckDBPyC
     return con
 
 
-def part_filter(part: str) -> str:
-    """Rows of one part, as a range on event_id so DuckDB can skip row groups by min/max."""
-    if part == NO_EVENT:
-        return "event_id IS NULL"
-    return f"event_id >= {sql_literal(part)} AND event_id < {sql_literal(str(int(part) + 1).zfill(4))}"
-
-
 def _one(con: duckdb.DuckDBPyConnection, sql: str) -> object:
     return con.execute(sql).fetchone()[0]
 
@@ -118,11 +109,15 @@ def normalize(
     publication_dir.mkdir(parents=True, exist_ok=True)
     con = connect(work_dir, threads, memory_limit)
     try:
+        base = previous.publication if previous is not None and live is not None else None
         if previous is not None and live is not None:
             result = _incremental(con, staging_dir, publication_dir, live, previous)
         else:
             result = _full(con, staging_dir, publication_dir, live)
-        write_storylines(con, publication_dir, storylines, PARQUET_OPTIONS)
+        written, linked = write_storylines(con, publication_dir, storylines, PARQUET_OPTIONS, base)
+        if result.rewritten is not None:
+            result.rewritten["event_storylines"] = written
+            result.linked += linked
         result.counts = _counts(publication_dir)
         return result
     finally:
@@ -255,7 +250,7 @@ def _incremental(
         if name != "events":
             _fresh(con, name)
         _write_parts(con, publication, name, event_parts, old=old)
-        linked += _link_untouched(old, publication, name, event_parts)
+        linked += link_untouched(old, publication, name, event_parts)
         if name not in ("events", "relation_tags"):
             con.execute(f"DROP TABLE fresh_{name}")
     _fresh(con, "files")
@@ -267,7 +262,7 @@ def _incremental(
         }
     )
     _write_parts(con, publication, "files", file_parts, old=old, keyed_by_file=True)
-    linked += _link_untouched(old, publication, "files", file_parts)
+    linked += link_untouched(old, publication, "files", file_parts)
     _write_tags(con, publication)
     added, changed, removed = con.execute(
         """SELECT count(*) FILTER (WHERE o.event_id IS NULL),
@@ -330,21 +325,6 @@ def _write_parts(
         )
         tmp.replace(target)
     checkpoint(f"normalize:{name}")
-
-
-def _link_untouched(old: Path, publication: Path, name: str, rewritten: list[str]) -> int:
-    """Hard-link the previous publication's parts this run did not rewrite (copy if links fail)."""
-    linked = 0
-    for part in parts(old, name):
-        if part in rewritten:
-            continue
-        source, target = part_path(old, name, part), part_path(publication, name, part)
-        try:
-            os.link(source, target)
-        except OSError:
-            shutil.copy2(source, target)
-        linked += 1
-    return linked
 
 
 def _write_tags(con: duckdb.DuckDBPyConnection, publication: Path) -> None:

@@ -20,6 +20,8 @@ are storylines; an event in none has no `event_storylines` row.
 The components are found with scipy's connected_components over the event-tag
 bipartite graph; storylines are recomputed whole on every run, since one new event
 can change whether a tag is specific (about 4 s of a 1M-event build, BENCHMARKS.md).
+An incremental run then writes only the year parts of `event_storylines` whose rows
+changed and hard-links the others, so that only those are validated again.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import pyarrow.compute as pc
 
 from pipeline.faults import checkpoint
 from pipeline.sqltext import model_sql, sql_literal
-from pipeline.tables import WHOLE, part_path, table_glob
+from pipeline.tables import NO_EVENT, WHOLE, link_untouched, part_filter, part_path, parts, table_glob
 
 
 @dataclass(frozen=True)
@@ -72,9 +74,16 @@ def components(edges: pa.Table) -> pa.Table:
 
 
 def write_storylines(
-    con: duckdb.DuckDBPyConnection, publication: Path, rule: StorylineRule, parquet_options: str
-) -> None:
-    """Write `event_storylines` and `storylines` (one file each) from the written tables."""
+    con: duckdb.DuckDBPyConnection,
+    publication: Path,
+    rule: StorylineRule,
+    parquet_options: str,
+    previous: Path | None = None,
+) -> tuple[list[str], int]:
+    """Write `event_storylines` (split by event year) and `storylines` (one file) from the
+    written tables. With `previous` (the publication an incremental build starts from), only
+    the year parts whose rows changed are written, the rest are hard-linked, so validation
+    checks only those. Returns (parts written, parts linked)."""
     for name in ("events", "event_tags", "relation_tags", "tags"):
         con.execute(
             f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(table_glob(publication, name))})"
@@ -89,12 +98,50 @@ def write_storylines(
     con.unregister("event_components")
     con.execute("CREATE OR REPLACE VIEW event_storylines AS SELECT * FROM fresh_event_storylines")
     con.execute(f"CREATE OR REPLACE TEMP TABLE fresh_storylines AS {model_sql('storylines')}")
+    written = _changed_parts(con, previous)
+    (publication / "event_storylines").mkdir(parents=True, exist_ok=True)
+    for part in written:
+        _copy(
+            con,
+            f"SELECT * FROM fresh_event_storylines WHERE {part_filter(part)} ORDER BY event_id",
+            part_path(publication, "event_storylines", part),
+            parquet_options,
+        )
+    linked = link_untouched(previous, publication, "event_storylines", written) if previous else 0
+    _copy(con, "SELECT * FROM fresh_storylines", part_path(publication, "storylines", WHOLE), parquet_options)
     for name in ("event_storylines", "storylines"):
-        target = part_path(publication, name, WHOLE)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".parquet.tmp")
-        con.execute(f"COPY fresh_{name} TO {sql_literal(str(tmp))} ({parquet_options})")
-        tmp.replace(target)
         con.execute(f"DROP TABLE fresh_{name} CASCADE")
     con.execute("DROP TABLE specific_tags")
     checkpoint("normalize:storylines")
+    return written, linked
+
+
+def _changed_parts(con: duckdb.DuckDBPyConnection, previous: Path | None) -> list[str]:
+    """The year parts of `event_storylines` to write: all of them, or with a previous
+    publication those where a row was added, removed or changed its storyline (a part whose
+    rows all left is written empty rather than linked)."""
+    years = [
+        r[0]
+        for r in con.execute("SELECT DISTINCT substr(event_id, 1, 4) FROM fresh_event_storylines").fetchall()
+    ]
+    every = sorted({*years, NO_EVENT})
+    old_parts = parts(previous, "event_storylines") if previous is not None else []
+    if not old_parts or WHOLE in old_parts:  # a full build, or a publication of the older layout
+        return every
+    old = f"read_parquet({sql_literal(table_glob(previous, 'event_storylines'))})"
+    changed = con.execute(
+        f"""SELECT DISTINCT substr(event_id, 1, 4) FROM (
+            (SELECT event_id, storyline_id FROM fresh_event_storylines
+             EXCEPT SELECT event_id, storyline_id FROM {old})
+            UNION ALL
+            (SELECT event_id, storyline_id FROM {old}
+             EXCEPT SELECT event_id, storyline_id FROM fresh_event_storylines))"""
+    ).fetchall()
+    return sorted({p for p in every if p not in old_parts} | {r[0] for r in changed})
+
+
+def _copy(con: duckdb.DuckDBPyConnection, sql: str, target: Path, parquet_options: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".parquet.tmp")
+    con.execute(f"COPY ({sql}) TO {sql_literal(str(tmp))} ({parquet_options})")
+    tmp.replace(target)

@@ -5,16 +5,20 @@ The event-keyed tables are split by the year in the event id (`2014.parquet`),
 plus one `none.parquet` (rows without an event: rejected and skipped files; empty
 for the other tables, so that every table always has at least one file). An
 incremental run rewrites only the parts its changes touch and hard-links the
-rest from the previous publication. `tags`, `storylines`, `event_storylines` and
-`runs` are one file each, `all.parquet`.
+rest from the previous publication. `tags`, `storylines` and `runs` are one file
+each, `all.parquet`.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from importlib import resources
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
+from pipeline.sqltext import sql_literal
 
 # Published tables, in the catalog and the docs.
 PUBLISHED: tuple[str, ...] = (
@@ -42,6 +46,7 @@ PARTITIONED: tuple[str, ...] = (
     "event_tags",
     "quarantine",
     "tag_spellings",
+    "event_storylines",
 )
 # Analytical views in the catalog, one `.sql` file each in pipeline/sql/views/, over the tables.
 VIEWS: tuple[str, ...] = ("daily_counts", "tag_timeline", "publishers", "publisher_share", "tag_cooccurrence")
@@ -83,3 +88,25 @@ def row_count(publication: Path, table: str) -> int:
 
 def row_count_of(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
+
+
+def part_filter(part: str) -> str:
+    """Rows of one part, as a range on event_id so DuckDB can skip row groups by min/max."""
+    if part == NO_EVENT:
+        return "event_id IS NULL"
+    return f"event_id >= {sql_literal(part)} AND event_id < {sql_literal(str(int(part) + 1).zfill(4))}"
+
+
+def link_untouched(old: Path, publication: Path, name: str, rewritten: list[str]) -> int:
+    """Hard-link the previous publication's parts this run did not rewrite (copy if links fail)."""
+    linked = 0
+    for part in parts(old, name):
+        if part in rewritten:
+            continue
+        source, target = part_path(old, name, part), part_path(publication, name, part)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
+        linked += 1
+    return linked

@@ -5,6 +5,7 @@ The archives here are written by hand; normalize runs for real (DuckDB, Parquet,
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -161,3 +162,47 @@ def test_components_of_a_bipartite_edge_list():
 def test_the_rule_refuses_nonsense():
     with pytest.raises(ValueError, match="max_tag_events"):
         StorylineRule(max_tag_events=0)
+
+
+def test_an_incremental_build_rewrites_only_the_storyline_parts_that_changed(tmp_path):
+    """Against the previous publication, a year part of `event_storylines` is written when a
+    row in it was added, removed or moved to another storyline, and hard-linked otherwise;
+    the table equals the full build either way."""
+    from pipeline.normalize import PARQUET_OPTIONS
+    from pipeline.storylines import write_storylines
+
+    before = iraq_archive(tmp_path / "before")
+    storylines_of(tmp_path / "before")
+    after = tmp_path / "after" / "in"
+    shutil.copytree(before, after)
+    # joins the 2014 offensive's storyline from 2015 (its id stays: the first event is unchanged)
+    name, text = doc(
+        "2015-03-01",
+        "ISIL attacks again",
+        link("2014-08-03", "ISIL seizes Sinjar", "2014 Northern Iraq offensive"),
+    )
+    write_archive(after, {name: text})
+    # the Mosul storyline loses an event and so both its rows (2016 and 2017)
+    next(after.glob("news/2017/07/10/*.md")).unlink()
+    storylines_of(tmp_path / "after")
+    pub = tmp_path / "after" / "pub"
+
+    def rows() -> list[tuple]:
+        return duckdb.sql(
+            f"SELECT * FROM read_parquet('{table_glob(pub, 'event_storylines')}') ORDER BY ALL"
+        ).fetchall()
+
+    full = rows()
+    assert len(full) == 4
+    shutil.rmtree(pub / "event_storylines")
+    con = duckdb.connect()
+    try:
+        written, linked = write_storylines(
+            con, pub, DEFAULT_RULE, PARQUET_OPTIONS, tmp_path / "before" / "pub"
+        )
+    finally:
+        con.close()
+    assert written == ["2015", "2016", "2017"]
+    assert linked == 2  # 2014 and none
+    assert (pub / "event_storylines" / "2014.parquet").stat().st_nlink == 2
+    assert rows() == full
