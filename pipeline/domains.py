@@ -25,13 +25,20 @@ def host_of(url: str) -> str | None:
     """Lower-case host without a leading `www.`; None when the URL has no usable host."""
     plain = _PLAIN_HOST.match(url)
     if plain is not None:
-        host = plain[1].lower()
-    else:
-        try:
-            host = urlsplit(url).hostname
-        except ValueError:
-            return None
+        return plain_host(plain[1])
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
     if host and host.startswith("www."):
+        host = host[4:]
+    return host or None
+
+
+def plain_host(host: str) -> str | None:
+    """A host of letters, digits, dots and hyphens as host_of gives it: lower-case, no `www.`."""
+    host = host.lower()
+    if host.startswith("www."):
         host = host[4:]
     return host or None
 

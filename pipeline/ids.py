@@ -41,7 +41,7 @@ def _iso(date: dt.date) -> str:
 
 
 @lru_cache(maxsize=65536)  # dates repeat across related links; building one costs more than a lookup
-def _date_or_none(year: str, month: str, day: str) -> dt.date | None:
+def date_or_none(year: str, month: str, day: str) -> dt.date | None:
     try:
         return dt.date(int(year), int(month), int(day))
     except ValueError:
@@ -51,7 +51,7 @@ def _date_or_none(year: str, month: str, day: str) -> dt.date | None:
 def _dated_slug(match: re.Match[str] | None) -> tuple[dt.date, str] | None:
     if match is None:
         return None
-    date = _date_or_none(match[1], match[2], match[3])
+    date = date_or_none(match[1], match[2], match[3])
     slug = match[4]
     if date is None or slug == "index" or not is_slug(slug):
         return None

@@ -264,3 +264,74 @@ def test_parser_never_raises_on_markdown_like_text(text):
     if isinstance(result, ParsedEvent):
         assert [s.position for s in result.sources] == list(range(1, len(result.sources) + 1))
         assert [r.position for r in result.relations] == list(range(1, len(result.relations) + 1))
+
+
+# --- the one-regex fast paths for items agree with the general path ------------------------------
+_link_texts = st.one_of(
+    st.sampled_from(["BBC", " BBC ", "A [nested] title", "", "t\\]x", "é", "Cover Image"]),
+    st.text(max_size=6),
+)
+_targets = st.one_of(
+    st.sampled_from(
+        [
+            "https://www.bbc.co.uk/news/a_(b)_c",
+            "HTTP://WWW.Example.COM",
+            "http://www.",
+            "http://www.x",
+            "https://x.com?q=1#f",
+            "https:///nohost",
+            "https://a b",
+            "javascript:alert(1)",
+            "/news/2014/08/3/a-b.md",
+            "news/2014/8/03/x1.md",
+            "/news/2014/02/30/bad-date.md",
+            "/news/2014/08/3/index.md",
+            "/news/2014/08/3/Upper.md",
+            "/news/2014/08/3/a--b.md",
+            "/news/٢٠١٤/08/3/digits.md",
+            "/news/2014/08/3/a.md(x)",
+            " /news/2014/08/3/a.md",
+        ]
+    ),
+    st.text(max_size=8),
+)
+_tails = st.one_of(
+    st.sampled_from(
+        ["", " _Context: A, B_", "_Context: ", " *Context: X*", " _Context: A , B _ \t", " x", "(y)"]
+    ),
+    st.text(max_size=6),
+)
+_items = st.one_of(
+    st.builds(lambda text, target, tail: f"[{text}]({target}){tail}", _link_texts, _targets, _tails),
+    st.lists(
+        st.sampled_from(["[", "]", "(", ")", "_Context: ", "\\", " "]) | st.text(max_size=4), max_size=8
+    ).map("".join),
+)
+
+
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@given(_items)
+def test_fast_item_paths_equal_the_general_ones(content):
+    from pipeline.parse import related_item, related_item_general, source_item, source_item_general
+
+    assert source_item(content) == source_item_general(content)
+    assert related_item(content) == related_item_general(content)
+
+
+def test_fast_item_paths_take_the_common_items():
+    from pipeline.parse import _FAST_RELATED, _FAST_SOURCE, related_item, source_item
+
+    source = "[AlJazeera](http://www.aljazeera.com/news/middleeast/2014/06/sunni-rebels.html)"
+    related = "[The Islamic State seizes Sinjar. ](/news/2014/08/3/the-islamic-state-seizes-sinjar.md) _Context: 2014 Northern Iraq offensive, Islamic State_"
+    assert _FAST_SOURCE.match(source) and _FAST_RELATED.match(related)
+    assert source_item(source) == (
+        "AlJazeera",
+        "http://www.aljazeera.com/news/middleeast/2014/06/sunni-rebels.html",
+        "aljazeera.com",
+    )
+    assert related_item(related) == (
+        "The Islamic State seizes Sinjar.",
+        dt.date(2014, 8, 3),
+        "the-islamic-state-seizes-sinjar",
+        ("2014 Northern Iraq offensive", "Islamic State"),
+    )
