@@ -123,10 +123,12 @@ def archive_for(size: int) -> Path:
     return path
 
 
-def parse_speed(archive: Path, documents: int = 3000, repeats: int = 3) -> dict[str, float]:
+def parse_speed(archive: Path, documents: int = 3000, repeats: int = 7) -> dict[str, float]:
     """Microseconds per document for our parser and the markdown-it-py baseline, one core,
-    over the same documents already in memory (medians of `repeats`), and how often the
-    baseline agrees with ours on title, date, summary and item counts (a fairness check)."""
+    over the same documents already in memory (medians of `repeats` passes, ours and the
+    baseline alternating), and how often the baseline agrees with ours on title, date,
+    summary and item counts (a fairness check). One pass of ours takes ~0.15 s, so a burst
+    of other load can spoil a pass: with 3 passes one 200k run read 90 us instead of 43."""
     from baseline_parser import parse_baseline
 
     from pipeline.parse import ParsedEvent, parse_document
@@ -309,7 +311,7 @@ def report(
         )
     lines += [
         "",
-        "Parsing one document on one core (µs, median of 3 passes over ~3,000 documents of the archive), "
+        "Parsing one document on one core (µs, median of 7 passes over ~3,000 documents of the archive), "
         "ours against the markdown-it-py baseline (benchmarks/baseline_parser.py); agreement: share of "
         "parsed documents where both find the same title, date, summary and item counts:",
         "",

