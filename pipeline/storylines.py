@@ -98,7 +98,10 @@ def write_storylines(
     con.unregister("event_components")
     con.execute("CREATE OR REPLACE VIEW event_storylines AS SELECT * FROM fresh_event_storylines")
     con.execute(f"CREATE OR REPLACE TEMP TABLE fresh_storylines AS {model_sql('storylines')}")
-    written = _changed_parts(con, previous)
+    old_parts = parts(previous, "event_storylines") if previous is not None else []
+    if WHOLE in old_parts:  # a publication of the layout before the split: nothing to reuse
+        previous, old_parts = None, []
+    written = _changed_parts(con, previous, old_parts)
     (publication / "event_storylines").mkdir(parents=True, exist_ok=True)
     for part in written:
         _copy(
@@ -116,17 +119,16 @@ def write_storylines(
     return written, linked
 
 
-def _changed_parts(con: duckdb.DuckDBPyConnection, previous: Path | None) -> list[str]:
+def _changed_parts(con: duckdb.DuckDBPyConnection, previous: Path | None, old_parts: list[str]) -> list[str]:
     """The year parts of `event_storylines` to write: all of them, or with a previous
-    publication those where a row was added, removed or changed its storyline (a part whose
-    rows all left is written empty rather than linked)."""
+    publication (whose parts are `old_parts`) those where a row was added, removed or
+    changed its storyline (a part whose rows all left is written empty rather than linked)."""
     years = [
         r[0]
         for r in con.execute("SELECT DISTINCT substr(event_id, 1, 4) FROM fresh_event_storylines").fetchall()
     ]
     every = sorted({*years, NO_EVENT})
-    old_parts = parts(previous, "event_storylines") if previous is not None else []
-    if not old_parts or WHOLE in old_parts:  # a full build, or a publication of the older layout
+    if previous is None or not old_parts:
         return every
     old = f"read_parquet({sql_literal(table_glob(previous, 'event_storylines'))})"
     changed = con.execute(

@@ -206,3 +206,35 @@ def test_an_incremental_build_rewrites_only_the_storyline_parts_that_changed(tmp
     assert linked == 2  # 2014 and none
     assert (pub / "event_storylines" / "2014.parquet").stat().st_nlink == 2
     assert rows() == full
+
+
+def test_a_publication_of_the_single_file_layout_is_not_reused(tmp_path):
+    """Publications before the split kept `event_storylines/all.parquet`: an incremental
+    build on one writes every year part and links nothing (no row twice)."""
+    from pipeline.normalize import PARQUET_OPTIONS
+    from pipeline.storylines import write_storylines
+
+    iraq_archive(tmp_path)
+    storylines_of(tmp_path)
+    pub = tmp_path / "pub"
+    old = tmp_path / "old"
+    (old / "event_storylines").mkdir(parents=True)
+    duckdb.sql(
+        f"COPY (SELECT * FROM read_parquet('{table_glob(pub, 'event_storylines')}')) "
+        f"TO '{old / 'event_storylines' / 'all.parquet'}' (FORMAT parquet)"
+    )
+    expected = duckdb.sql(
+        f"SELECT * FROM read_parquet('{table_glob(pub, 'event_storylines')}') ORDER BY ALL"
+    ).fetchall()
+    shutil.rmtree(pub / "event_storylines")
+    con = duckdb.connect()
+    try:
+        written, linked = write_storylines(con, pub, DEFAULT_RULE, PARQUET_OPTIONS, old)
+    finally:
+        con.close()
+    assert (written, linked) == (["2014", "2016", "2017", "none"], 0)
+    assert not (pub / "event_storylines" / "all.parquet").exists()
+    rows = duckdb.sql(
+        f"SELECT * FROM read_parquet('{table_glob(pub, 'event_storylines')}') ORDER BY ALL"
+    ).fetchall()
+    assert rows == expected and len(rows) == 5
