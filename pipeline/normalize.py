@@ -24,7 +24,16 @@ from pipeline.faults import checkpoint
 from pipeline.schema import STAGING
 from pipeline.sqltext import model_sql, sql_list, sql_literal
 from pipeline.storylines import DEFAULT_RULE, StorylineRule, write_storylines
-from pipeline.tables import NO_EVENT, WHOLE, link_untouched, part_filter, part_path, row_count, table_glob
+from pipeline.tables import (
+    NO_EVENT,
+    WHOLE,
+    link_untouched,
+    part_filter,
+    part_path,
+    row_count,
+    table_glob,
+    write_part,
+)
 
 # Models keyed by event, in dependency order: each may read the staging views and the models
 # before it (`events` is the winning file of each touched event id).
@@ -109,12 +118,14 @@ def normalize(
     publication_dir.mkdir(parents=True, exist_ok=True)
     con = connect(work_dir, threads, memory_limit)
     try:
-        base = previous.publication if previous is not None and live is not None else None
-        if previous is not None and live is not None:
-            result = _incremental(con, staging_dir, publication_dir, live, previous)
+        base = previous if live is not None else None
+        if base is not None:
+            result = _incremental(con, staging_dir, publication_dir, live, base)
         else:
             result = _full(con, staging_dir, publication_dir, live)
-        written, linked = write_storylines(con, publication_dir, storylines, PARQUET_OPTIONS, base)
+        written, linked = write_storylines(
+            con, publication_dir, storylines, PARQUET_OPTIONS, base.publication if base else None
+        )
         if result.rewritten is not None:
             result.rewritten["event_storylines"] = written
             result.linked += linked
@@ -318,12 +329,12 @@ def _write_parts(
                 f" UNION ALL BY NAME SELECT {columns} FROM read_parquet({sql_literal(str(previous_part))})"
                 f" {untouched}"
             )
-        target = part_path(publication, name, part)
-        tmp = target.with_suffix(".parquet.tmp")
-        con.execute(
-            f"COPY (SELECT * FROM ({sql}) ORDER BY {ORDER[name]}) TO {sql_literal(str(tmp))} ({PARQUET_OPTIONS})"
+        write_part(
+            con,
+            f"SELECT * FROM ({sql}) ORDER BY {ORDER[name]}",
+            part_path(publication, name, part),
+            PARQUET_OPTIONS,
         )
-        tmp.replace(target)
     checkpoint(f"normalize:{name}")
 
 
@@ -333,11 +344,7 @@ def _write_tags(con: duckdb.DuckDBPyConnection, publication: Path) -> None:
         con.execute(
             f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(table_glob(publication, name))})"
         )
-    target = part_path(publication, "tags", WHOLE)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".parquet.tmp")
-    con.execute(f"COPY ({model_sql('tags')}) TO {sql_literal(str(tmp))} ({PARQUET_OPTIONS})")
-    tmp.replace(target)
+    write_part(con, model_sql("tags"), part_path(publication, "tags", WHOLE), PARQUET_OPTIONS)
     checkpoint("normalize:tags")
 
 

@@ -36,7 +36,16 @@ import pyarrow.compute as pc
 
 from pipeline.faults import checkpoint
 from pipeline.sqltext import model_sql, sql_literal
-from pipeline.tables import NO_EVENT, WHOLE, link_untouched, part_filter, part_path, parts, table_glob
+from pipeline.tables import (
+    NO_EVENT,
+    WHOLE,
+    link_untouched,
+    part_filter,
+    part_path,
+    parts,
+    table_glob,
+    write_part,
+)
 
 
 @dataclass(frozen=True)
@@ -104,14 +113,16 @@ def write_storylines(
     written = _changed_parts(con, previous, old_parts)
     (publication / "event_storylines").mkdir(parents=True, exist_ok=True)
     for part in written:
-        _copy(
+        write_part(
             con,
             f"SELECT * FROM fresh_event_storylines WHERE {part_filter(part)} ORDER BY event_id",
             part_path(publication, "event_storylines", part),
             parquet_options,
         )
     linked = link_untouched(previous, publication, "event_storylines", written) if previous else 0
-    _copy(con, "SELECT * FROM fresh_storylines", part_path(publication, "storylines", WHOLE), parquet_options)
+    write_part(
+        con, "SELECT * FROM fresh_storylines", part_path(publication, "storylines", WHOLE), parquet_options
+    )
     for name in ("event_storylines", "storylines"):
         con.execute(f"DROP TABLE fresh_{name} CASCADE")
     con.execute("DROP TABLE specific_tags")
@@ -140,10 +151,3 @@ def _changed_parts(con: duckdb.DuckDBPyConnection, previous: Path | None, old_pa
              EXCEPT SELECT event_id, storyline_id FROM fresh_event_storylines))"""
     ).fetchall()
     return sorted({p for p in every if p not in old_parts} | {r[0] for r in changed})
-
-
-def _copy(con: duckdb.DuckDBPyConnection, sql: str, target: Path, parquet_options: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".parquet.tmp")
-    con.execute(f"COPY ({sql}) TO {sql_literal(str(tmp))} ({parquet_options})")
-    tmp.replace(target)

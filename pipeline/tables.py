@@ -16,6 +16,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+import duckdb
 import pyarrow.parquet as pq
 
 from pipeline.sqltext import sql_literal
@@ -110,3 +111,11 @@ def link_untouched(old: Path, publication: Path, name: str, rewritten: list[str]
             shutil.copy2(source, target)
         linked += 1
     return linked
+
+
+def write_part(con: duckdb.DuckDBPyConnection, sql: str, target: Path, parquet_options: str) -> None:
+    """Write the rows of `sql` as one Parquet part, atomically (a temporary file, then rename)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".parquet.tmp")
+    con.execute(f"COPY ({sql}) TO {sql_literal(str(tmp))} ({parquet_options})")
+    tmp.replace(target)
