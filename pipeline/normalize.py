@@ -33,6 +33,7 @@ from pipeline.tables import (
     row_count,
     table_glob,
     write_part,
+    write_parts,
 )
 
 # Models keyed by event, in dependency order: each may read the staging views and the models
@@ -120,11 +121,11 @@ def normalize(
     try:
         base = previous if live is not None else None
         if base is not None:
-            result = _incremental(con, staging_dir, publication_dir, live, base)
+            result = _incremental(con, staging_dir, publication_dir, live, base, threads)
         else:
-            result = _full(con, staging_dir, publication_dir, live)
+            result = _full(con, staging_dir, publication_dir, live, threads)
         written, linked = write_storylines(
-            con, publication_dir, storylines, PARQUET_OPTIONS, base.publication if base else None
+            con, publication_dir, storylines, PARQUET_OPTIONS, base.publication if base else None, threads
         )
         if result.rewritten is not None:
             result.rewritten["event_storylines"] = written
@@ -137,7 +138,7 @@ def normalize(
 
 # --- Full build --------------------------------------------------------------------------------
 def _full(
-    con: duckdb.DuckDBPyConnection, staging_dir: Path, publication: Path, live: Path | None
+    con: duckdb.DuckDBPyConnection, staging_dir: Path, publication: Path, live: Path | None, workers: int
 ) -> NormalizeResult:
     """Every live staged row. Rather than semi-joining every staging view with the live
     manifest (a hash table of every file, probed in each model: DuckDB ran out of its 1 GB at
@@ -147,7 +148,7 @@ def _full(
     if live is not None:
         files = sql_literal(str(staging_dir / "stg_files-*.parquet"))
         con.execute(
-            f"""CREATE TEMP TABLE dead AS
+            f"""CREATE TABLE dead AS
             SELECT file_path, batch FROM read_parquet({files})
             ANTI JOIN (SELECT file_path, batch FROM read_parquet({sql_literal(str(live))}))
             USING (file_path, batch)"""
@@ -158,13 +159,13 @@ def _full(
         pattern = sql_literal(str(staging_dir / f"{name}-*.parquet"))
         con.execute(f"CREATE VIEW {name} AS SELECT * EXCLUDE (batch) FROM read_parquet({pattern}){dead}")
     _fresh(con, "events")
-    con.execute("CREATE TEMP TABLE event_ids AS SELECT event_id FROM fresh_events")
+    con.execute("CREATE TABLE event_ids AS SELECT event_id FROM fresh_events")
     years = _column(con, "SELECT DISTINCT substr(event_id, 1, 4) FROM fresh_events ORDER BY 1")
     event_parts = [*years, NO_EVENT]
     for name in EVENT_MODELS:
         if name != "events":
             _fresh(con, name)
-        _write_parts(con, publication, name, event_parts, old=None)
+        _write_parts(con, publication, name, event_parts, None, workers)
         if name not in ("events", "relation_tags"):
             con.execute(f"DROP TABLE fresh_{name}")
     _fresh(con, "files")
@@ -176,7 +177,7 @@ def _full(
             ),
         }
     )
-    _write_parts(con, publication, "files", file_parts, old=None)
+    _write_parts(con, publication, "files", file_parts, None, workers)
     _write_tags(con, publication)
     return NormalizeResult(
         counts={},
@@ -188,11 +189,16 @@ def _full(
 
 # --- Incremental build -------------------------------------------------------------------------
 def _incremental(
-    con: duckdb.DuckDBPyConnection, staging_dir: Path, publication: Path, live: Path, previous: Previous
+    con: duckdb.DuckDBPyConnection,
+    staging_dir: Path,
+    publication: Path,
+    live: Path,
+    previous: Previous,
+    workers: int,
 ) -> NormalizeResult:
     old = previous.publication
     con.execute(
-        f"""CREATE TEMP TABLE changed AS
+        f"""CREATE TABLE changed AS
         SELECT coalesce(n.file_path, o.file_path) AS file_path,
                o.event_id AS old_event_id, n.event_id AS new_event_id
         FROM read_parquet({sql_literal(str(previous.manifest))}) o
@@ -201,20 +207,18 @@ def _incremental(
     )
     # Event ids whose winning file may differ: those any changed file had or has.
     con.execute(
-        """CREATE TEMP TABLE affected AS
+        """CREATE TABLE affected AS
         SELECT old_event_id AS event_id FROM changed WHERE old_event_id IS NOT NULL
         UNION SELECT new_event_id FROM changed WHERE new_event_id IS NOT NULL"""
     )
     # Files whose rows are recomputed: the changed ones and every live file of an affected event.
     con.execute(
-        f"""CREATE TEMP TABLE scope AS
+        f"""CREATE TABLE scope AS
         SELECT file_path, batch FROM read_parquet({sql_literal(str(live))}) n
         WHERE n.file_path IN (SELECT file_path FROM changed)
            OR n.event_id IN (SELECT event_id FROM affected)"""
     )
-    con.execute(
-        "CREATE TEMP TABLE recomputed AS SELECT file_path FROM changed UNION SELECT file_path FROM scope"
-    )
+    con.execute("CREATE TABLE recomputed AS SELECT file_path FROM changed UNION SELECT file_path FROM scope")
     batches = _column(con, "SELECT DISTINCT batch FROM scope ORDER BY 1")
     for name, schema in STAGING.items():
         if batches:
@@ -233,7 +237,7 @@ def _incremental(
         [str(part_path(old, "events", y)) for y in years if part_path(old, "events", y).exists()]
     )
     con.execute(
-        "CREATE TEMP TABLE old_touched AS "
+        "CREATE TABLE old_touched AS "
         + (
             f"SELECT event_id, content_sha256, file_path FROM read_parquet({old_events}) "
             "SEMI JOIN affected USING (event_id)"
@@ -243,7 +247,7 @@ def _incremental(
         )
     )
     con.execute(
-        f"""CREATE TEMP TABLE event_ids AS
+        f"""CREATE TABLE event_ids AS
         SELECT event_id FROM read_parquet({sql_literal(table_glob(old, "events"))}) ANTI JOIN affected USING (event_id)
         UNION ALL SELECT event_id FROM fresh_events"""
     )
@@ -260,7 +264,7 @@ def _incremental(
     for name in EVENT_MODELS:
         if name != "events":
             _fresh(con, name)
-        _write_parts(con, publication, name, event_parts, old=old)
+        _write_parts(con, publication, name, event_parts, old, workers)
         linked += link_untouched(old, publication, name, event_parts)
         if name not in ("events", "relation_tags"):
             con.execute(f"DROP TABLE fresh_{name}")
@@ -272,7 +276,7 @@ def _incremental(
             *years,
         }
     )
-    _write_parts(con, publication, "files", file_parts, old=old, keyed_by_file=True)
+    _write_parts(con, publication, "files", file_parts, old, workers, keyed_by_file=True)
     linked += link_untouched(old, publication, "files", file_parts)
     _write_tags(con, publication)
     added, changed, removed = con.execute(
@@ -298,7 +302,7 @@ def _incremental(
 # --- Shared steps ------------------------------------------------------------------------------
 def _fresh(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Materialize a model over the staging views in scope; later models read it as `name`."""
-    con.execute(f"CREATE TEMP TABLE fresh_{name} AS {model_sql(name)}")
+    con.execute(f"CREATE TABLE fresh_{name} AS {model_sql(name)}")
     con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM fresh_{name}")
 
 
@@ -308,10 +312,15 @@ def _write_parts(
     name: str,
     part_keys: list[str],
     old: Path | None,
+    workers: int,
     keyed_by_file: bool = False,
 ) -> None:
-    """Write each part: its fresh rows plus, incrementally, the previous part's untouched rows."""
+    """Write each part: its fresh rows plus, incrementally, the previous part's untouched rows.
+    A part of fresh rows only is written in the table's order as it stands (every model
+    ends with its ORDER BY, and DuckDB keeps insertion order); one merged with old rows is
+    sorted again."""
     (publication / name).mkdir(parents=True, exist_ok=True)
+    jobs = []
     for part in part_keys:
         sql = f"SELECT * FROM fresh_{name} WHERE {part_filter(part)}"
         previous_part = part_path(old, name, part) if old is not None else None
@@ -325,16 +334,12 @@ def _write_parts(
             if name == "relations":
                 # A kept row's target may have appeared or gone: `resolved` against the new events.
                 columns = "* REPLACE (related_event_id IN (SELECT event_id FROM event_ids) AS resolved)"
-            sql += (
-                f" UNION ALL BY NAME SELECT {columns} FROM read_parquet({sql_literal(str(previous_part))})"
-                f" {untouched}"
+            sql = (
+                f"SELECT * FROM ({sql} UNION ALL BY NAME SELECT {columns} "
+                f"FROM read_parquet({sql_literal(str(previous_part))}) {untouched}) ORDER BY {ORDER[name]}"
             )
-        write_part(
-            con,
-            f"SELECT * FROM ({sql}) ORDER BY {ORDER[name]}",
-            part_path(publication, name, part),
-            PARQUET_OPTIONS,
-        )
+        jobs.append((sql, part_path(publication, name, part)))
+    write_parts(con, jobs, PARQUET_OPTIONS, workers)
     checkpoint(f"normalize:{name}")
 
 

@@ -45,6 +45,7 @@ from pipeline.tables import (
     parts,
     table_glob,
     write_part,
+    write_parts,
 )
 
 
@@ -88,6 +89,7 @@ def write_storylines(
     rule: StorylineRule,
     parquet_options: str,
     previous: Path | None = None,
+    workers: int = 1,
 ) -> tuple[list[str], int]:
     """Write `event_storylines` (split by event year) and `storylines` (one file) from the
     written tables. With `previous` (the publication an incremental build starts from), only
@@ -98,27 +100,28 @@ def write_storylines(
             f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(table_glob(publication, name))})"
         )
     params = {"max_events": rule.max_tag_events, "max_span_days": rule.max_tag_span_days}
-    con.execute(f"CREATE OR REPLACE TEMP TABLE specific_tags AS {model_sql('specific_tags')}", params)
+    con.execute(f"CREATE OR REPLACE TABLE specific_tags AS {model_sql('specific_tags')}", params)
     edges = con.sql(model_sql("storyline_edges")).to_arrow_table()
     membership = components(edges)
     del edges
     con.register("event_components", membership)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE fresh_event_storylines AS {model_sql('event_storylines')}")
+    con.execute(f"CREATE OR REPLACE TABLE fresh_event_storylines AS {model_sql('event_storylines')}")
     con.unregister("event_components")
     con.execute("CREATE OR REPLACE VIEW event_storylines AS SELECT * FROM fresh_event_storylines")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE fresh_storylines AS {model_sql('storylines')}")
+    con.execute(f"CREATE OR REPLACE TABLE fresh_storylines AS {model_sql('storylines')}")
     old_parts = parts(previous, "event_storylines") if previous is not None else []
     if WHOLE in old_parts:  # a publication of the layout before the split: nothing to reuse
         previous, old_parts = None, []
     written = _changed_parts(con, previous, old_parts)
     (publication / "event_storylines").mkdir(parents=True, exist_ok=True)
-    for part in written:
-        write_part(
-            con,
-            f"SELECT * FROM fresh_event_storylines WHERE {part_filter(part)} ORDER BY event_id",
+    jobs = [
+        (
+            f"SELECT * FROM fresh_event_storylines WHERE {part_filter(part)}",
             part_path(publication, "event_storylines", part),
-            parquet_options,
         )
+        for part in written
+    ]
+    write_parts(con, jobs, parquet_options, workers)
     linked = link_untouched(previous, publication, "event_storylines", written) if previous else 0
     write_part(
         con, "SELECT * FROM fresh_storylines", part_path(publication, "storylines", WHOLE), parquet_options

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
@@ -119,3 +121,27 @@ def write_part(con: duckdb.DuckDBPyConnection, sql: str, target: Path, parquet_o
     tmp = target.with_suffix(".parquet.tmp")
     con.execute(f"COPY ({sql}) TO {sql_literal(str(tmp))} ({parquet_options})")
     tmp.replace(target)
+
+
+def write_parts(
+    con: duckdb.DuckDBPyConnection, jobs: Sequence[tuple[str, Path]], parquet_options: str, workers: int
+) -> None:
+    """Write several parts (`(sql, target)` pairs) `workers` at a time, each on its own cursor
+    of `con`'s database (so the tables they read must not be TEMP: those belong to one
+    connection). One part's COPY keeps about one core busy compressing; two at a time cut
+    the 1M-event build's part writes by about a third (BENCHMARKS.md)."""
+    if workers <= 1 or len(jobs) <= 1:
+        for sql, target in jobs:
+            write_part(con, sql, target, parquet_options)
+        return
+
+    def one(job: tuple[str, Path]) -> None:
+        cursor = con.cursor()
+        try:
+            write_part(cursor, job[0], job[1], parquet_options)
+        finally:
+            cursor.close()
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="write-part") as pool:
+        for future in [pool.submit(one, job) for job in jobs]:
+            future.result()

@@ -186,3 +186,26 @@ def build(tmp_path, work="work", **kwargs):
     from tests.conftest import build_tables
 
     return build_tables(tmp_path / "in", tmp_path / work, **kwargs)
+
+
+def test_every_part_is_written_in_its_table_order(tmp_path):
+    """Parts are written two at a time from the ordered model tables without sorting again:
+    each file's rows must still come in the table's published order (pipeline.normalize.ORDER)."""
+    import duckdb
+
+    from pipeline.generate import generate
+    from pipeline.normalize import ORDER
+
+    generate(400, tmp_path / "in", seed=5, malformed=0.1)
+    build(tmp_path)
+    con = duckdb.connect()
+    checked = 0
+    for name, order in ORDER.items():
+        files = sorted((tmp_path / "work" / "publication" / name).glob("*.parquet"))
+        assert len(files) > 3, name  # several years, so several parts
+        for path in files:
+            rows = con.execute(f"SELECT * FROM read_parquet('{path}')").fetchall()
+            expected = con.execute(f"SELECT * FROM read_parquet('{path}') ORDER BY {order}").fetchall()
+            assert rows == expected, path
+            checked += len(rows)
+    assert checked > 1000
