@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.discover import InputFile, to_files
+from pipeline.discover import InputFile, Listed, listed
 from pipeline.domains import registered_domain
 from pipeline.faults import checkpoint
 from pipeline.ids import tag_id, tag_key
@@ -239,6 +239,11 @@ def stage_batch(batch: str, files: Sequence[InputFile], directory: Path, today: 
     return BatchResult(batch, len(files), parsed, rejected, skipped)
 
 
+def stage_listed(batch: str, rows: Listed, directory: Path, today: dt.date) -> BatchResult:
+    """`stage_batch` over rows of a discover listing (what a worker process is sent)."""
+    return stage_batch(batch, rows.files(), directory, today)
+
+
 def stage_all(
     files: Sequence[InputFile] | pa.Table,
     directory: Path,
@@ -255,8 +260,8 @@ def stage_all(
     `files` may be a discover listing (Arrow). Batches are made as they are submitted, and
     only a few are in flight at a time, so a million files never exist as Python objects at
     once (they would stay in the main process's heap for the rest of the run). A batch is
-    sent as a list of InputFiles, not as an Arrow slice: pickling a slice sends the buffers
-    of the whole listing (a 1M-file build spent minutes and gigabytes on that).
+    sent as a `Listed` (plain strings), not as an Arrow slice: pickling a slice sends the
+    buffers of the whole listing (a 1M-file build spent minutes and gigabytes on that).
 
     With `executor` (a Dask cluster's, pipeline/cluster.py) the batches run there instead,
     `workers` of them in flight per worker slot; `directory` must then be shared storage."""
@@ -265,17 +270,18 @@ def stage_all(
     count = max(1, -(-total // batch_size))
     keys = [f"{prefix}-{n:06d}" for n in range(count)]
 
-    def batch(n: int) -> list[InputFile]:
+    def batch(n: int) -> tuple[Callable[..., BatchResult], Listed | list[InputFile]]:
         if isinstance(files, pa.Table):
-            return to_files(files.slice(n * batch_size, batch_size))
-        return list(files[n * batch_size : (n + 1) * batch_size])
+            return stage_listed, listed(files, n * batch_size, batch_size)
+        return stage_batch, list(files[n * batch_size : (n + 1) * batch_size])
 
     results: list[BatchResult] = []
     if executor is not None:
         return _run_on(executor, 2 * workers, keys, batch, directory, today, results, on_batch)
     if workers == 1 or count == 1:
         for n, key in enumerate(keys):
-            results.append(stage_batch(key, batch(n), directory, today))
+            stage, rows = batch(n)
+            results.append(stage(key, rows, directory, today))
             checkpoint("parse:first-batch")
             if on_batch:
                 on_batch(results[-1])
@@ -288,7 +294,7 @@ def _run_on(
     pool: Executor,
     window: int,
     keys: list[str],
-    batch: Callable[[int], list[InputFile]],
+    batch: Callable[[int], tuple[Callable[..., BatchResult], Listed | list[InputFile]]],
     directory: Path,
     today: dt.date,
     results: list[BatchResult],
@@ -297,7 +303,8 @@ def _run_on(
     """Submit the batches with at most `window` in flight; results in batch order."""
     in_flight: deque[Future[BatchResult]] = deque()
     for n, key in enumerate(keys):
-        in_flight.append(pool.submit(stage_batch, key, batch(n), directory, today))
+        stage, rows = batch(n)
+        in_flight.append(pool.submit(stage, key, rows, directory, today))
         if len(in_flight) >= window:
             _collect_one(in_flight, results, on_batch)
     while in_flight:

@@ -89,3 +89,19 @@ def test_a_failed_helper_loses_no_file(tmp_path, monkeypatch, pool):
     alone = discover_table(tmp_path, helper_after=10**9)
     monkeypatch.setattr(discovering, "ProcessPoolExecutor", pool)
     assert _rows(discover_table(tmp_path, helper_after=1)) == _rows(alone)
+
+
+def test_a_listed_batch_names_the_same_files_as_the_listing(tmp_path):
+    """What a parse worker is sent (`Listed`: the root and plain relative paths) opens the
+    same paths as the listing itself, undecodable names included, in every slice."""
+    _tree(tmp_path)
+    table = discover_table(tmp_path, helper_after=10**9)
+    whole = [(f.rel_path, f.os_path, f.bad_name) for f in discovering.to_files(table)]
+    sent = []
+    for offset in range(0, table.num_rows, 7):
+        rows = discovering.listed(table, offset, 7)
+        sent += [(f.rel_path, f.os_path, f.bad_name) for f in rows.files()]
+    assert sent == whole
+    bad = [f for f in sent if f[2]]
+    assert len(bad) == 1 and os.path.exists(os.fsencode(bad[0][1]))
+    assert all(os.path.lexists(os_path) for _, os_path, _ in sent)
