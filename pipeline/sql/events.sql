@@ -4,4 +4,3 @@ SELECT event_id, event_date, title, summary, slug, cover_image_url,
        source_count, related_count, file_path, content_sha256
 FROM stg_events
 QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY file_path) = 1
-ORDER BY event_id

@@ -10,4 +10,3 @@ SELECT f.file_path,
        f.detail
 FROM stg_files f
 LEFT JOIN (SELECT event_id, file_path FROM events) w ON f.status = 'parsed' AND w.event_id = f.event_id
-ORDER BY f.file_path

@@ -9,4 +9,3 @@ SELECT e.event_id,
        CAST(r.related_date - e.event_date AS INTEGER) AS days_apart
 FROM stg_relations r
 JOIN events e ON e.file_path = r.file_path
-ORDER BY e.event_id, r.position

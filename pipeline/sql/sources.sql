@@ -2,4 +2,3 @@
 SELECT e.event_id, s.position, s.name, s.url, s.host, s.registered_domain
 FROM stg_sources s
 JOIN events e ON e.file_path = s.file_path
-ORDER BY e.event_id, s.position
