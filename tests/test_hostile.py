@@ -29,6 +29,28 @@ def test_a_50_mb_document_is_rejected_as_too_large_and_hashed(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("size", [0, 1, 4096, 3 * 2**20 + 7])
+def test_a_document_is_read_whole(tmp_path, size):
+    path = tmp_path / "doc.md"
+    data = bytes(random.Random(size).getrandbits(8) for _ in range(min(size, 5000))) * (size // 5000 + 1)
+    path.write_bytes(data[:size])
+    assert stage.read_document(str(path)) == data[:size]
+
+
+def test_a_document_that_grows_after_fstat_is_read_to_its_end(tmp_path, monkeypatch):
+    """fstat gave the size before a writer appended: the read goes on past that size."""
+    path = tmp_path / "doc.md"
+    path.write_bytes(b"a" * 3000 + b"b" * (2**20 + 5))
+    real_fstat = os.fstat
+
+    class Smaller:
+        def __init__(self, st):
+            self.st_mode, self.st_size = st.st_mode, 1000
+
+    monkeypatch.setattr(stage.os, "fstat", lambda fd: Smaller(real_fstat(fd)))
+    assert stage.read_document(str(path)) == path.read_bytes()
+
+
 def test_100000_related_items_in_one_file(tmp_path):
     items = tuple(
         f"1. [Item {i}](/news/2014/06/{1 + i % 28}/item-{i}.md) _Context: Story {i % 7}_"
