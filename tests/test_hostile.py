@@ -51,6 +51,68 @@ def test_a_document_that_grows_after_fstat_is_read_to_its_end(tmp_path, monkeypa
     assert stage.read_document(str(path)) == path.read_bytes()
 
 
+def _outcome(value):
+    return value if isinstance(value, bytes) else (value.reason, value.detail)
+
+
+def _read_one(path):
+    try:
+        return stage.read_document(path)
+    except stage._Unusable as exc:
+        return exc
+
+
+def test_read_ahead_gives_each_file_what_reading_it_alone_gives(tmp_path):
+    """In order, with refills (window 4 over 13 entries), whatever each entry is."""
+    paths = []
+    for i in range(10):
+        path = tmp_path / f"doc{i}.md"
+        path.write_bytes(bytes([65 + i]) * (i * 1000))
+        paths.append(str(path))
+    os.mkfifo(tmp_path / "pipe.md")
+    (tmp_path / "folder.md").mkdir()
+    paths[3:3] = [str(tmp_path / "missing.md"), str(tmp_path / "pipe.md"), str(tmp_path / "folder.md")]
+    got = [_outcome(v) for v in stage.read_ahead(paths, window=4)]
+    assert got == [_outcome(_read_one(p)) for p in paths]
+    assert [g[0] for g in got[3:6]] == ["vanished", "not_a_regular_file", "not_a_regular_file"]
+
+
+def test_read_ahead_announces_the_next_files_before_reading(tmp_path, monkeypatch):
+    paths = [str(write_archive(tmp_path, {f"{i}.md": "x" * i}) / f"{i}.md") for i in range(20)]
+    announced = []
+    monkeypatch.setattr(stage, "_FADVISE", True)
+    monkeypatch.setattr(stage.os, "posix_fadvise", lambda fd, *a: announced.append(fd), raising=False)
+    reader = stage.read_ahead(paths, window=8)
+    assert next(reader) == b""
+    assert len(announced) == 8  # the first eight were announced before the first was read
+    assert [len(d) for d in reader] == list(range(1, 20))
+    assert len(announced) == 20
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_read_ahead_stays_within_the_descriptor_limit_and_closes_all(tmp_path):
+    import resource
+
+    paths = [str(write_archive(tmp_path, {f"{i}.md": str(i)}) / f"{i}.md") for i in range(300)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    before = len(os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(before + 40, 64), hard))
+    try:
+        most = 0
+        got = []
+        for data in stage.read_ahead(paths, window=512):
+            most = max(most, len(os.listdir("/proc/self/fd")) - before)
+            got.append(data)
+        early = stage.read_ahead(paths, window=512)
+        next(early)
+        early.close()  # a batch abandoned part-way closes what it announced
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert got == [str(i).encode() for i in range(300)]  # no file failed with EMFILE
+    assert 0 < most <= max(before + 40, 64) // 4 + 1  # +1: listdir's own descriptor
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
 def test_100000_related_items_in_one_file(tmp_path):
     items = tuple(
         f"1. [Item {i}](/news/2014/06/{1 + i % 28}/item-{i}.md) _Context: Story {i % 7}_"
