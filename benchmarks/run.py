@@ -34,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -112,7 +113,10 @@ def evict(archive: Path) -> None:
     """Drop the archive's file contents from the page cache (POSIX_FADV_DONTNEED on every
     file; no privileges needed), so what follows reads from storage. At 1M events the archive
     (4.1 GB on disk) no longer fits the cache here, so without this the floor and the build
-    each found a different, unknown share of it cached."""
+    each found a different, unknown share of it cached. Without posix_fadvise (macOS) the
+    floor and the build read whatever the cache holds."""
+    if not hasattr(os, "posix_fadvise"):
+        return
     for folder, _, names in os.walk(archive):
         for name in names:
             fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_NONBLOCK)
@@ -129,7 +133,7 @@ def last_run(output: Path) -> dict:
     return pq.read_table(output / "state" / "runs.parquet").to_pylist()[-1]
 
 
-def io_floor(archive: Path, reader=_read_ahead_all) -> float:
+def io_floor(archive: Path, reader: Callable[[list[str]], int] = _read_ahead_all) -> float:
     """Seconds to list and read every *.md file's bytes from storage with 2 processes."""
     evict(archive)
     start = time.perf_counter()
