@@ -83,15 +83,21 @@ def traced_run(archive: Path, output: Path, full: bool) -> dict[str, float]:
         marks = json.loads(trace.read_text(encoding="utf-8"))
     finally:
         trace.unlink(missing_ok=True)
+    return steps_of(marks, bench.last_run(output)["seconds_discover"])
+
+
+def steps_of(marks: list[tuple[str, float]], seconds_discover: float) -> dict[str, float]:
+    """Seconds per step from a trace (checkpoint, seconds since start) ending at `exit`; the
+    flow's own discover timer splits the time before `discover:listed` into start-up and
+    discovery. A checkpoint missing from STEPS is an error, not time put in the wrong step."""
     steps = {label: 0.0 for label, _ in STEPS}
     previous = 0.0
     for name, at in marks:
-        steps[STEP_OF[name]] += at - previous  # a new checkpoint must be placed in STEPS
+        steps[STEP_OF[name]] += at - previous
         previous = at
-    # The flow's own timer says how much of the time before `discover:listed` was discovery.
-    discover = bench.last_run(output)["seconds_discover"]
-    steps[STEPS[1][0]] = min(discover, steps[STEPS[1][0]])
-    steps[STEPS[0][0]] = marks[0][1] - steps[STEPS[1][0]]
+    discover = STEPS[1][0]
+    steps[discover] = min(seconds_discover, steps[discover])
+    steps[STEPS[0][0]] = marks[0][1] - steps[discover]
     steps["total"] = previous
     return steps
 
