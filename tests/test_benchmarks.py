@@ -23,11 +23,11 @@ def _load(name: str):
 
 @pytest.fixture(scope="module")
 def breakdown():
-    sys.path.insert(0, str(REPO / "benchmarks"))  # breakdown.py imports run.py as `run`
+    saved = list(sys.path)  # breakdown.py puts benchmarks/ first, to import run.py as `run`
     try:
         yield _load("breakdown")
     finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+        sys.path[:] = saved
 
 
 def test_every_checkpoint_belongs_to_a_step(breakdown):
