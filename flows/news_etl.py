@@ -79,6 +79,9 @@ def parse_documents(config: RunConfig, listing: Path, run_id: str, next_manifest
     previous = incremental.read_manifest(layout.manifest)
     incremental.collect_garbage(layout.staging, incremental.live_batches(previous))
     checkpoint("parse:collected-garbage")
+    if previous.num_rows and not config.full_refresh and not incremental.same_parser(layout.manifest):
+        get_run_logger().info("the parser changed since the last run: parsing every file again")
+        previous = incremental.MANIFEST_SCHEMA.empty_table()
     if config.full_refresh:
         previous = incremental.MANIFEST_SCHEMA.empty_table()
     todo = incremental.plan(files, previous)
@@ -174,18 +177,20 @@ def incremental_base(config: RunConfig) -> tuple[Previous | None, bool]:
     """(The publication to build on, if any; whether its checks still hold for unchanged parts).
 
     Only the publication the committed manifest was built for qualifies (not one made current
-    by a rollback, nor one of an older layout), and never on a full refresh. Its parts count
-    as checked only if they passed the same expectation suites as this run's."""
+    by a rollback, nor one of an older layout, nor one whose rows another parser staged), and
+    never on a full refresh. Its parts count as checked only if they passed the same
+    expectation suites as this run's."""
     layout = config.layout
     current = publishing.current_run_id(layout)
-    run_id, expectations = incremental.manifest_origin(layout.manifest)
-    if config.full_refresh or current is None or run_id != current:
+    origin = incremental.manifest_origin(layout.manifest)
+    if config.full_refresh or current is None or origin.run_id != current:
+        return None, False
+    if origin.parser != incremental.parser_fingerprint():
         return None, False
     if not publishing.is_complete(layout.publication(current)):
         return None, False
-    return Previous(layout.publication(current), layout.manifest), expectations == incremental.fingerprint(
-        config.expectations_dir
-    )
+    checked = origin.expectations == incremental.fingerprint(config.expectations_dir)
+    return Previous(layout.publication(current), layout.manifest), checked
 
 
 @flow(name="news-etl", log_prints=False)

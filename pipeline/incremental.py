@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -42,6 +44,18 @@ MANIFEST_SCHEMA = pa.schema(
 # expectation suites that publication passed (other suites must check every row again).
 PUBLICATION_KEY = b"publication"
 EXPECTATIONS_KEY = b"expectations"
+# ... and of the code that staged its rows: rows staged by other code are parsed again.
+PARSER_KEY = b"parser"
+# The modules that decide what a file's staged rows are (pipeline/<name>.py).
+PARSER_MODULES = ("parse", "links", "ids", "domains", "stage", "schema")
+
+
+class Origin(NamedTuple):
+    """What a manifest's publication was built with; None for what a manifest does not say."""
+
+    run_id: str | None
+    expectations: str | None
+    parser: str | None
 
 
 def read_manifest(path: Path) -> pa.Table:
@@ -54,18 +68,19 @@ def read_manifest(path: Path) -> pa.Table:
     return MANIFEST_SCHEMA.empty_table()
 
 
-def manifest_origin(path: Path) -> tuple[str | None, str | None]:
-    """(run id of the publication built from the manifest at `path`, fingerprint of the
-    expectations it passed); (None, None) when missing, unreadable or of an older format."""
+def manifest_origin(path: Path) -> Origin:
+    """The run whose publication the manifest at `path` describes, the fingerprint of the
+    expectations it passed and of the parser that staged its rows; all None when the manifest
+    is missing, unreadable or of an older format."""
     try:
         schema = pq.read_schema(path)
     except (OSError, pa.ArrowInvalid):
-        return None, None
+        return Origin(None, None, None)
     if not set(MANIFEST_SCHEMA.names) <= set(schema.names):
-        return None, None
+        return Origin(None, None, None)
     metadata = schema.metadata or {}
-    run_id, expectations = metadata.get(PUBLICATION_KEY), metadata.get(EXPECTATIONS_KEY)
-    return (run_id.decode() if run_id else None, expectations.decode() if expectations else None)
+    values = (metadata.get(key) for key in (PUBLICATION_KEY, EXPECTATIONS_KEY, PARSER_KEY))
+    return Origin(*(value.decode() if value else None for value in values))
 
 
 def fingerprint(directory: Path) -> str:
@@ -74,6 +89,27 @@ def fingerprint(directory: Path) -> str:
     for path in sorted(directory.glob("*.json")) + sorted(directory.glob("*.sql")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def parser_fingerprint() -> str:
+    """A hash of the parsing code (PARSER_MODULES) and of the public-suffix list's version.
+
+    A new release may parse some file differently; without this, an incremental run would keep
+    the old rows of every unchanged file, and only a full refresh would show the new ones."""
+    import tldextract
+
+    digest = hashlib.sha256()
+    package = Path(__file__).parent
+    for name in PARSER_MODULES:
+        digest.update(name.encode() + b"\0" + (package / f"{name}.py").read_bytes() + b"\0")
+    digest.update(f"tldextract {tldextract.__version__}".encode())
+    return digest.hexdigest()
+
+
+def same_parser(path: Path) -> bool:
+    """Whether the rows the manifest at `path` names were staged by this parser."""
+    return manifest_origin(path).parser == parser_fingerprint()
 
 
 def plan(listing: pa.Table, previous: pa.Table) -> pa.Table:
@@ -125,10 +161,15 @@ def next_manifest(
 
 
 def write_manifest(table: pa.Table, path: Path, run_id: str, expectations: str) -> None:
-    """Write the manifest for the publication of `run_id`, validated by suites `expectations`."""
+    """Write the manifest for the publication of `run_id`, validated by suites `expectations`,
+    its rows staged by this parser."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    metadata = {PUBLICATION_KEY: run_id.encode(), EXPECTATIONS_KEY: expectations.encode()}
+    metadata = {
+        PUBLICATION_KEY: run_id.encode(),
+        EXPECTATIONS_KEY: expectations.encode(),
+        PARSER_KEY: parser_fingerprint().encode(),
+    }
     pq.write_table(table.replace_schema_metadata(metadata), tmp)
     os.replace(tmp, path)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from itertools import chain
 from typing import NamedTuple
 
 from pipeline.domains import plain_host, web_host
@@ -135,7 +136,9 @@ def parse_document(data: bytes, rel_path: str, today: dt.date) -> ParsedEvent | 
     quarantine: list[QuarantinedLine] = []
     cover_image_url: str | None = None
     section: str | None = None
-    for number in range(body_end, len(lines)):
+    # Sections may come before the title too (`### Source:` right under the date): their items
+    # count like any others. Only the title line and the summary below it are not items.
+    for number in chain(range(first + 1, title_at), range(body_end, len(lines))):
         line = lines[number]
         if line.startswith("### "):
             section = _section_name(line)

@@ -158,3 +158,53 @@ def test_adds_edits_and_deletes_equal_a_full_refresh(prefect_server, tmp_path):
     assert full["parts_rewritten"] is None
     staged = {p.name.split("-", 1)[1] for p in (out / "state" / "staging").iterdir()}
     assert all(name.startswith(full["run_id"]) for name in staged)  # older batches were collected
+
+
+def test_manifest_records_the_parser_that_staged_its_rows(tmp_path):
+    import pyarrow.parquet as pq
+
+    from pipeline import incremental
+
+    path = tmp_path / "manifest.parquet"
+    assert not incremental.same_parser(path)  # no manifest: nothing staged can be trusted
+    incremental.write_manifest(incremental.MANIFEST_SCHEMA.empty_table(), path, "run-1", "suites")
+    assert incremental.manifest_origin(path) == ("run-1", "suites", incremental.parser_fingerprint())
+    assert incremental.same_parser(path)
+    table = pq.read_table(path)
+    pq.write_table(
+        table.replace_schema_metadata({**table.schema.metadata, incremental.PARSER_KEY: b"old"}), path
+    )
+    assert not incremental.same_parser(path)
+
+
+def test_a_new_parser_parses_every_file_again(prefect_server, tmp_path):
+    """Rows staged by another release's parser are not kept: the next (incremental) run parses
+    every file again and equals a full build, as if the old parser had read one title wrongly."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from flows.news_etl import news_etl
+    from pipeline import incremental
+    from pipeline.config import OutputLayout
+
+    archive = tmp_path / "archive"
+    shutil.copytree(SAMPLE, archive)
+    out = tmp_path / "out"
+    first = news_etl(input=str(archive), output=str(out))
+    layout = OutputLayout(out)
+
+    # what an older release left behind: a title parsed differently, its fingerprint in the manifest
+    staged = next(layout.staging.glob("stg_events-*.parquet"))
+    events = pq.read_table(staged)
+    titles = pc.binary_join_element_wise(events["title"], pa.scalar(" (old parser)"), "")
+    pq.write_table(events.set_column(events.schema.get_field_index("title"), "title", titles), staged)
+    manifest = pq.read_table(layout.manifest)
+    metadata = {**manifest.schema.metadata, incremental.PARSER_KEY: b"an older release"}
+    pq.write_table(manifest.replace_schema_metadata(metadata), layout.manifest)
+
+    upgraded = news_etl(input=str(archive), output=str(out))
+    assert upgraded["files_read"] == upgraded["files_seen"] == first["files_seen"]
+    assert upgraded["parts_rewritten"] is None  # a full build, not one on the old publication
+    assert published(upgraded) == full_build(archive, tmp_path / "full")
+    assert incremental.same_parser(layout.manifest)

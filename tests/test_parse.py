@@ -210,6 +210,67 @@ def test_unknown_sections_are_ignored():
     assert ev.quarantine == [] and len(ev.sources) == 1
 
 
+def test_sections_before_the_title_keep_their_items():
+    doc = "\n".join(
+        [
+            "### [2014-06-21](/news/2014/06/21/index.md)",
+            "### Source:",
+            "1. [A](https://a.com/1)",
+            "1. [Cover Image](https://a.com/c.jpg)",
+            "### Related:",
+            "1. [R](/news/2014/06/1/r.md) _Context: X_",
+            "1. [Bad](javascript:1)",
+            "# The title",
+            "The summary.",
+            "### Source:",
+            "1. [B](https://b.com/2)",
+        ]
+    )
+    ev = ok(doc)
+    assert (ev.title, ev.summary) == ("The title", "The summary.")
+    assert [(s.position, s.name) for s in ev.sources] == [(1, "A"), (2, "B")]
+    assert ev.cover_image_url == "https://a.com/c.jpg"
+    assert [(r.related_event_id, r.contexts) for r in ev.relations] == [("2014-06-01/r", ("X",))]
+    assert [(q.section, q.line_number, q.reason) for q in ev.quarantine] == [("related", 7, "bad_link")]
+
+
+_item_lines = st.sampled_from(
+    [
+        "1. [A](https://a.com/x)",
+        "1. [Cover Image](https://a.com/c.jpg)",
+        "- [R](/news/2014/06/1/r.md) _Context: X, Y_",
+        "1. [Bad](javascript:1)",
+        "1. [R](/news/2014/06/31/bad-day.md)",
+        "stray text",
+        "2) [B](http://b.org)",
+    ]
+)
+_blocks = st.lists(
+    st.tuples(
+        st.sampled_from(["### Source:", "### Sources:", "### Related:"]), st.lists(_item_lines, max_size=4)
+    ),
+    max_size=4,
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(before=_blocks, after=_blocks, summary=st.sampled_from(["", "Text [x](http://y.z).", "a\n\nb"]))
+def test_every_item_of_a_list_section_is_accounted_for(before, after, summary):
+    """Nothing lost: each non-blank line of a Source or Related section, before or after the
+    title, is a source, a relation, the cover image or a quarantine row."""
+    lines = ["### [2014-06-21](/x)", ""]
+    for heading, items in before:
+        lines += [heading, "", *items, ""]
+    lines += ["# Title", "", summary, ""]
+    for heading, items in after:
+        lines += [heading, "", *items, ""]
+    ev = ok("\n".join(lines))
+    items = sum(len(items) for _, items in before + after)
+    cover = ev.cover_image_url is not None
+    assert len(ev.sources) + len(ev.relations) + cover + len(ev.quarantine) == items
+    assert len({q.line_number for q in ev.quarantine}) == len(ev.quarantine)
+
+
 # --- identity ------------------------------------------------------------------------------------
 def test_event_id_from_archive_path():
     ev = ok(event_doc(title="Another title entirely"), path="news/2014/06/21/the-file-slug.md")
