@@ -97,12 +97,14 @@ def parser_fingerprint() -> str:
 
     A new release may parse some file differently; without this, an incremental run would keep
     the old rows of every unchanged file, and only a full refresh would show the new ones."""
+    import importlib
+
     import tldextract
 
     digest = hashlib.sha256()
-    package = Path(__file__).parent
     for name in PARSER_MODULES:
-        digest.update(name.encode() + b"\0" + (package / f"{name}.py").read_bytes() + b"\0")
+        module = importlib.import_module(f"pipeline.{name}")  # its file, be it .py or .pyc
+        digest.update(name.encode() + b"\0" + Path(module.__file__).read_bytes() + b"\0")
     digest.update(f"tldextract {tldextract.__version__}".encode())
     return digest.hexdigest()
 
