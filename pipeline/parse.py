@@ -37,6 +37,9 @@ SECTION_RELATED = "related"
 _DATE_LINE = re.compile(r"^###[ \t]+\[[ \t]*(\d{4})-(\d{2})-(\d{2})[ \t]*\](?:\(.*\))?[ \t]*$")
 # A date heading whose bracket holds something that is not YYYY-MM-DD (`### [2015-2-30](..)`).
 _DATE_LIKE_LINE = re.compile(r"^###[ \t]+\[[^\]\d]*\d[^\]]*\]")  # one split point: linear time
+# A well-formed date followed by something other than a link (`### [2014-06-21] Iraq`): the
+# date is fine, the line is not a date line.
+_DATE_THEN_MORE = re.compile(r"^###[ \t]+\[[ \t]*\d{4}-\d{2}-\d{2}[ \t]*\]")
 _TITLE_LINE = re.compile(r"^#(?:[ \t]|$)")
 _ITEM = re.compile(r"^[ \t]*(?:\d+[.)]|[-*+])(?:[ \t]+(.*))?$")
 _CONTEXT = re.compile(r"[ \t]*[_*]Context:[ \t]*(.*)[_*][ \t]*$")
@@ -107,9 +110,12 @@ def parse_document(data: bytes, rel_path: str, today: dt.date) -> ParsedEvent | 
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     date_match = _DATE_LINE.match(lines[first].strip()) if first is not None else None
     if date_match is None:
-        if first is not None and _DATE_LIKE_LINE.match(lines[first].strip()):
-            return Rejected(INVALID_DATE, f"not a YYYY-MM-DD date: {lines[first].strip()[:80]!r}")
-        return Rejected(MISSING_DATE, "the first non-blank line is not '### [YYYY-MM-DD](...)'")
+        line = lines[first].strip() if first is not None else ""
+        if _DATE_LIKE_LINE.match(line) and not _DATE_THEN_MORE.match(line):
+            return Rejected(INVALID_DATE, f"not a YYYY-MM-DD date: {line[:80]!r}")
+        return Rejected(
+            MISSING_DATE, f"the first non-blank line is not '### [YYYY-MM-DD](...)': {line[:80]!r}"
+        )
     try:
         event_date = dt.date(int(date_match[1]), int(date_match[2]), int(date_match[3]))
     except ValueError:

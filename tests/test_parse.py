@@ -56,6 +56,15 @@ def test_missing_date_line():
     assert reason("Some preamble\n### [2014-06-21](/x)\n# T\n") == "missing_date"
 
 
+@pytest.mark.parametrize(
+    "line", ["### [2014-06-21](/x) Iraq", "### [2014-06-21] (/x)", "### [2014-06-21]: x"]
+)
+def test_a_date_followed_by_more_than_a_link_is_not_a_date_line(line):
+    result = parse(line + "\n# T\n")
+    assert isinstance(result, Rejected) and result.reason == "missing_date", result
+    assert line in result.detail
+
+
 def test_date_line_may_follow_blank_lines():
     assert ok("\n\n   \n" + event_doc()).event_date == dt.date(2014, 6, 21)
 
