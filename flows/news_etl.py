@@ -79,10 +79,10 @@ def parse_documents(config: RunConfig, listing: Path, run_id: str, next_manifest
     previous = incremental.read_manifest(layout.manifest)
     incremental.collect_garbage(layout.staging, incremental.live_batches(previous))
     checkpoint("parse:collected-garbage")
-    if previous.num_rows and not config.full_refresh and not incremental.same_parser(layout.manifest):
-        get_run_logger().info("the parser changed since the last run: parsing every file again")
-        previous = incremental.MANIFEST_SCHEMA.empty_table()
     if config.full_refresh:
+        previous = incremental.MANIFEST_SCHEMA.empty_table()
+    elif previous.num_rows and not incremental.same_parser(layout.manifest):
+        get_run_logger().info("the parser changed since the last run: parsing every file again")
         previous = incremental.MANIFEST_SCHEMA.empty_table()
     todo = incremental.plan(files, previous)
     with batch_progress(todo.num_rows, enabled=config.show_progress) as advance, parse_pool(config) as pool:
