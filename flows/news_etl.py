@@ -1,17 +1,15 @@
 """news-etl: discover -> parse -> normalize -> validate -> publish, each stage a Prefect task.
 
-The flow only composes `pipeline` functions; tasks pass paths and counts, never
-DataFrames. Retries are on the I/O tasks only. Nothing is cached between runs
-(NO_CACHE): incrementality is the pipeline's own state, not Prefect's cache.
+The flow only composes `pipeline` functions (pipeline/steps.py and the stage modules);
+tasks pass paths and counts, never DataFrames. Retries are on the I/O tasks only. Nothing
+is cached between runs (NO_CACHE): incrementality is the pipeline's own state, not
+Prefect's cache.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import suppress
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,17 +18,15 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from pipeline import incremental, runs
 from pipeline import publish as publishing
-from pipeline.cluster import DaskTarget, Pool, dask_pool
+from pipeline import runs, steps
 from pipeline.config import DEFAULT_INPUT, DEFAULT_OUTPUT, RunConfig
-from pipeline.discover import discover_table, read_listing, release_arrow_memory, write_listing
+from pipeline.discover import InputMissing, InputUnlistable
 from pipeline.faults import checkpoint
-from pipeline.lock import output_lock
-from pipeline.normalize import NormalizeResult, Previous, normalize
-from pipeline.progress import batch_progress
+from pipeline.lock import claim_output, output_lock
+from pipeline.normalize import NormalizeResult, normalize
+from pipeline.registry import Registry, parse_duration
 from pipeline.report import Validation, write_report
-from pipeline.stage import stage_all
 from pipeline.storylines import StorylineRule
 from pipeline.tables import runs_file
 from pipeline.validate import ValidationReport, validate_publication
@@ -47,79 +43,53 @@ class ValidationFailed(Exception):
         )
 
 
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry I/O errors, not a missing or unlistable input (retrying cannot help)."""
+    try:
+        state.result()
+    except (InputMissing, InputUnlistable):
+        return False
+    except Exception:
+        return True
+    return False
+
+
 # --- Discover: list the archive's files --------------------------------------------------------
-@task(name="discover-files", retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+@task(
+    name="discover-files",
+    retries=2,
+    retry_delay_seconds=[1, 5],
+    retry_condition_fn=_transient,
+    cache_policy=NO_CACHE,
+)
 def discover_files(config: RunConfig, listing: Path) -> int:
     """List (and stat) every *.md file under the input into the run's file listing."""
-    files = discover_table(config.input_dir)
-    write_listing(files, listing)
-    checkpoint("discover:listed")
-    count = files.num_rows
-    del files
-    release_arrow_memory()
-    return count
+    return steps.discover_input(config, listing)
 
 
 # --- Parse: new and changed documents to staging Parquet --------------------------------------
-@contextmanager
-def parse_pool(config: RunConfig) -> Iterator[Pool | None]:
-    """The Dask cluster's executor with --dask; None means local worker processes."""
-    if config.dask is None:
-        yield None
-        return
-    with dask_pool(DaskTarget.parse(config.dask)) as pool:
-        yield pool
-
-
 @task(name="parse-documents", cache_policy=NO_CACHE)
-def parse_documents(config: RunConfig, listing: Path, run_id: str, next_manifest: Path) -> int:
-    """Parse new and changed files (all on a full refresh), on all cores, into staging batches."""
-    layout = config.layout
-    files = read_listing(listing)
-    previous = incremental.read_manifest(layout.manifest)
-    incremental.collect_garbage(layout.staging, incremental.live_batches(previous))
-    checkpoint("parse:collected-garbage")
-    if config.full_refresh:
-        previous = incremental.MANIFEST_SCHEMA.empty_table()
-    elif previous.num_rows and not incremental.same_parser(layout.manifest):
-        get_run_logger().info("the parser changed since the last run: parsing every file again")
-        previous = incremental.MANIFEST_SCHEMA.empty_table()
-    todo = incremental.plan(files, previous)
-    with batch_progress(todo.num_rows, enabled=config.show_progress) as advance, parse_pool(config) as pool:
-        results = stage_all(
-            todo,
-            layout.staging,
-            config.today,
-            config.batch_size,
-            pool.slots if pool else config.workers,
-            advance,
-            prefix=run_id,
-            executor=pool.executor if pool else None,
-        )
-    checkpoint("parse:all-batches")
-    manifest = incremental.next_manifest(files, todo, previous, layout.staging, [r.batch for r in results])
-    incremental.write_manifest(
-        manifest, next_manifest, run_id, incremental.fingerprint(config.expectations_dir)
-    )
-    checkpoint("parse:manifest-written")
-    count = todo.num_rows
-    del files, previous, todo, manifest
-    release_arrow_memory()
-    return count
+def parse_documents(
+    config: RunConfig, plan: steps.RunPlan, listing: Path, run_id: str, next_manifest: Path
+) -> steps.ParseInfo:
+    """Parse new and changed files (all when the plan says so), on all cores, into staging batches."""
+    if plan.reparse_all and not config.full_refresh:
+        get_run_logger().info(plan.reparse_all)
+    return steps.parse_changes(config, plan, listing, run_id, next_manifest)
 
 
 # --- Normalize: staging to the published tables -----------------------------------------------
 @task(name="normalize-tables", cache_policy=NO_CACHE)
 def normalize_tables(
-    config: RunConfig, live: Path, publication: Path, work: Path, previous: Previous | None
+    config: RunConfig, plan: steps.RunPlan, live: Path, publication: Path, work: Path
 ) -> NormalizeResult:
-    """Derive the tables from the live staged rows: only what changed since `previous`, if any."""
+    """Derive the tables from the live staged rows: only what changed since the plan's base, if any."""
     return normalize(
         config.layout.staging,
         publication,
         work,
         live=live,
-        previous=previous,
+        previous=plan.base,
         threads=config.workers,
         storylines=config.storylines,
     )
@@ -156,41 +126,21 @@ def write_run_report(config: RunConfig, publication: Path, run_id: str, report: 
         checked=len(report.outcomes),
         critical_failures=[o.line() for o in report.critical_failures],
         warnings=[o.line() for o in report.warnings],
+        data_docs=report.docs_index,
     )
     return write_report(publication, config.layout.report, run_id, validation)
 
 
 # --- Publish: make the publication current -----------------------------------------------------
 @task(name="publish-tables", retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
-def publish_tables(config: RunConfig, run_id: str, next_manifest: Path) -> Path:
+def publish_tables(config: RunConfig, run_id: str, next_manifest: Path, registry: Registry) -> Path:
     """Swap the catalog and `current` to the new publication, then commit the incremental state."""
     layout = config.layout
-    publication = publishing.publish(layout, run_id, config.keep_publications)
-    if next_manifest.exists():
-        os.replace(next_manifest, layout.manifest)
-    checkpoint("publish:manifest-committed")
-    incremental.collect_garbage(layout.staging, incremental.committed_batches(layout.manifest))
+    publication = publishing.publish(
+        layout, run_id, config.keep_publications, config.retention, registry=registry
+    )
+    steps.commit_manifest(layout, next_manifest)
     return publication
-
-
-def incremental_base(config: RunConfig) -> tuple[Previous | None, bool]:
-    """(The publication to build on, if any; whether its checks still hold for unchanged parts).
-
-    Only the publication the committed manifest was built for qualifies (not one made current
-    by a rollback, nor one of an older layout, nor one whose rows another parser staged), and
-    never on a full refresh. Its parts count as checked only if they passed the same
-    expectation suites as this run's."""
-    layout = config.layout
-    current = publishing.current_run_id(layout)
-    origin = incremental.manifest_origin(layout.manifest)
-    if config.full_refresh or current is None or origin.run_id != current:
-        return None, False
-    if origin.parser != incremental.parser_fingerprint():
-        return None, False
-    if not publishing.is_complete(layout.publication(current)):
-        return None, False
-    checked = origin.expectations == incremental.fingerprint(config.expectations_dir)
-    return Previous(layout.publication(current), layout.manifest), checked
 
 
 @flow(name="news-etl", log_prints=False)
@@ -206,6 +156,9 @@ def news_etl(
     storyline_max_tag_events: int = StorylineRule.max_tag_events,
     storyline_max_span_days: int = StorylineRule.max_tag_span_days,
     dask: str | None = None,
+    allow_shrink: bool = False,
+    keep: int = 3,
+    retention: str = "1h",
 ) -> dict[str, Any]:
     """Build, validate and publish the news tables from an event archive (incrementally by default)."""
     options: dict[str, Any] = {
@@ -213,6 +166,9 @@ def news_etl(
         "batch_size": batch_size,
         "storylines": StorylineRule(storyline_max_tag_events, storyline_max_span_days),
         "dask": dask,
+        "allow_shrink": allow_shrink,
+        "keep_publications": keep,
+        "retention": parse_duration(retention),
     }
     if workers:
         options["workers"] = workers
@@ -220,89 +176,160 @@ def news_etl(
         options["expectations_dir"] = Path(expectations)
     config = RunConfig(input, output, show_progress=show_progress, **options)
     layout = config.layout
+    claim_output(layout.root)
     with output_lock(layout.lock, wait=wait_for_lock):
-        publishing.clean_leftovers(layout)
-        started = dt.datetime.now(dt.UTC)
-        record = runs.RunRecord(
-            run_id=runs.new_run_id(started), started_at=started, full_refresh=full_refresh
-        )
-        work = layout.run_work(record.run_id)
-        publication = layout.publication(record.run_id)
-        next_manifest = work / "manifest.parquet"
-        publishing_started = False
-        try:
-            clock = time.perf_counter()
-            record.files_seen = discover_files(config, work / "discovered.arrow")
-            record.seconds_discover, clock = time.perf_counter() - clock, time.perf_counter()
-            listing = work / "discovered.arrow"
-            record.files_read = parse_documents(config, listing, record.run_id, next_manifest)
-            record.seconds_parse, clock = time.perf_counter() - clock, time.perf_counter()
-            previous, checked = incremental_base(config)
-            normalized = normalize_tables(config, next_manifest, publication, work, previous)
-            counts = normalized.counts
-            record.seconds_normalize, clock = time.perf_counter() - clock, time.perf_counter()
-            statuses = runs.file_statuses(publication)
-            record.events = counts["events"]
-            record.parsed = sum(statuses.get("parsed", {}).values())
-            record.rejected = sum(statuses.get("rejected", {}).values())
-            record.skipped = sum(statuses.get("skipped", {}).values())
-            record.duplicates = sum(statuses.get("duplicate", {}).values())
-            record.quarantined = counts["quarantine"]
-            record.events_added = normalized.added
-            record.events_changed = normalized.changed
-            record.events_removed = normalized.removed
+        return _run(config)
+
+
+def _run(config: RunConfig) -> dict[str, Any]:
+    layout = config.layout
+    logger = get_run_logger()
+    warnings = steps.check_state(layout)
+    registry = publishing.load_registry(layout)
+    warnings += registry.warnings
+    for warning in warnings:
+        logger.warning(warning)
+    publishing.clean_leftovers(layout, registry)
+    started = dt.datetime.now(dt.UTC)
+    record = runs.RunRecord(run_id=runs.new_run_id(started), started_at=started)
+    registry.start(record.run_id)
+    work = layout.run_work(record.run_id)
+    publication = layout.publication(record.run_id)
+    next_manifest = work / "manifest.parquet"
+    listing = work / "discovered.arrow"
+    try:
+        with record.timed("discover"):
+            record.files_seen = discover_files(config, listing)
+        plan = steps.plan_run(config)
+        record.full_refresh = plan.base is None
+        with record.timed("parse"):
+            parsed = parse_documents(config, plan, listing, record.run_id, next_manifest)
+        record.files_read = parsed.files_read
+        warnings += parsed.warnings
+        if parsed.unchanged:
+            return _unchanged(config, record, registry, warnings)
+        with record.timed("normalize"):
+            normalized = normalize_tables(config, plan, next_manifest, publication, work)
+        record.events = normalized.counts["events"]
+        record.quarantined = normalized.counts["quarantine"]
+        record.events_added = normalized.added
+        record.events_changed = normalized.changed
+        record.events_removed = normalized.removed
+        statuses = steps.file_counts(record, publication)
+        steps.check_shrink(config, plan, publication)
+        with record.timed("validate"):
             report = validate_tables(
                 config,
                 publication,
                 record.run_id,
                 record.files_seen,
-                normalized.rewritten if checked else None,
+                normalized.rewritten if plan.checked else None,
             )
-            record.seconds_validate = time.perf_counter() - clock
-            checkpoint("validate:done")
-            record.validation_passed = report.passed
-            record.finished_at = dt.datetime.now(dt.UTC)
-            record.published = report.passed
-            page = write_run_report(config, publication, record.run_id, report)
-            log = runs.append(layout.run_log, record)
-            if not report.passed:
-                publishing.discard(publication)
-                _report(record, report, None, page)
-                raise ValidationFailed(report)
-            runs.write_table(log, runs_file(publication))
-            checkpoint("publish:runs-written")
-            publishing_started = True
-            publish_tables(config, record.run_id, next_manifest)
-        except BaseException:
-            # Once publishing started the catalog may already point at this (complete)
-            # publication: keep it; pruning removes it in time.
-            if not publishing_started:
-                publishing.discard(publication)
-            raise
-        finally:
-            publishing.discard(work)
-        _report(record, report, layout.catalog, page)
-        get_run_logger().info("published %s events to %s", record.events, layout.catalog)
-        return asdict(record) | {
-            "catalog": str(layout.catalog),
-            "publication": str(publication),
-            "current": str(layout.current),
-            "validation_report": str(report.report_path),
-            "report": str(page),
-            # Parquet parts written by this run and hard-linked from the previous publication.
-            "parts_rewritten": None
-            if normalized.rewritten is None
-            else sum(len(p) for p in normalized.rewritten.values()),
-            "parts_reused": normalized.linked,
-            "data_docs": str(report.docs_index) if report.docs_index else None,
-            "warnings": [o.line() for o in report.warnings],
-            "not_published_by_reason": {
-                reason: n
-                for status, reasons in sorted(statuses.items())
-                if status != "parsed"
-                for reason, n in sorted(reasons.items())
-            },
-        }
+        checkpoint("validate:done")
+        record.validation_passed = report.passed
+        record.finished_at = dt.datetime.now(dt.UTC)
+        page = write_run_report(config, publication, record.run_id, report)
+        if not report.passed:
+            _report(record, report, None, page)
+            raise ValidationFailed(report)
+        # The publication's own `runs` table shows this run as published (it is only ever
+        # seen once it is); the run log says so only after the swap succeeded.
+        record.published, record.outcome = True, runs.PUBLISHED
+        log = runs.append(layout.run_log, _pending(record))
+        runs.write_table(log, runs_file(publication))
+        checkpoint("publish:runs-written")
+        publish_tables(config, record.run_id, next_manifest, registry)
+        runs.append(layout.run_log, record)
+    except BaseException as exc:
+        record.published = False
+        _record_failure(layout, record, exc)
+        if publishing.current_run_id(layout) != record.run_id:
+            publishing.discard(publication)
+            registry.forget(record.run_id)
+        raise
+    finally:
+        publishing.discard(work)
+    _report(record, report, layout.catalog, page)
+    logger.info("published %s events to %s", record.events, layout.catalog)
+    return _result(config, record, warnings) | {
+        "publication": str(publication),
+        "validation_report": str(report.report_path),
+        "report": str(page),
+        # Parquet parts written by this run and hard-linked from the previous publication.
+        "parts_rewritten": None
+        if normalized.rewritten is None
+        else sum(len(p) for p in normalized.rewritten.values()),
+        "parts_reused": normalized.linked,
+        "data_docs": str(report.docs_index) if report.docs_index else None,
+        "warnings": warnings + [o.line() for o in report.warnings],
+        "not_published_by_reason": {
+            reason: n
+            for status, reasons in sorted(statuses.items())
+            if status != "parsed"
+            for reason, n in sorted(reasons.items())
+        },
+    }
+
+
+def _pending(record: runs.RunRecord) -> runs.RunRecord:
+    """The record as the run log holds it until the publication is current."""
+    return runs.RunRecord(**(asdict(record) | {"published": False, "outcome": runs.RUNNING}))
+
+
+def _unchanged(
+    config: RunConfig, record: runs.RunRecord, registry: Registry, warnings: list[str]
+) -> dict[str, Any]:
+    """Nothing changed since the current publication: record the run, publish nothing."""
+    layout = config.layout
+    current = publishing.current_run_id(layout)
+    assert current is not None
+    log = runs.read_log(layout.run_log)
+    previous = {row["run_id"]: row for row in log.to_pylist()}.get(current, {})
+    for name in ("events", "rejected", "parsed", "skipped", "duplicates", "quarantined"):
+        setattr(record, name, previous.get(name) or 0)
+    record.validation_passed = previous.get("validation_passed")
+    record.outcome, record.detail = runs.UNCHANGED, f"no change since {current}"
+    record.finished_at = dt.datetime.now(dt.UTC)
+    runs.append(layout.run_log, record)
+    registry.forget(record.run_id)
+    get_run_logger().info("nothing changed since publication %s: no new publication", current)
+    return _result(config, record, warnings) | {
+        "publication": str(layout.publication(current)),
+        "current_run_id": current,
+        "validation_report": None,
+        "report": str(layout.report / "index.html"),
+        "parts_rewritten": 0,
+        "parts_reused": 0,
+        "data_docs": None,
+        "not_published_by_reason": {},
+    }
+
+
+def _result(config: RunConfig, record: runs.RunRecord, warnings: list[str]) -> dict[str, Any]:
+    layout = config.layout
+    return asdict(record) | {
+        "catalog": str(layout.catalog),
+        "current": str(layout.current),
+        "warnings": list(warnings),
+    }
+
+
+def _record_failure(layout: Any, record: runs.RunRecord, exc: BaseException) -> None:
+    """Add the failed or interrupted run to the run log (best effort: the disk may be full)."""
+    from pipeline.interrupt import Interrupted
+
+    if isinstance(exc, ValidationFailed):
+        record.outcome, record.detail = runs.VALIDATION_FAILED, str(exc).splitlines()[0]
+    elif isinstance(exc, steps.ShrinkRefused):
+        record.outcome, record.detail = runs.SHRINK_REFUSED, str(exc)
+    elif isinstance(exc, Interrupted | KeyboardInterrupt):
+        record.outcome, record.detail = runs.INTERRUPTED, "interrupted by a signal"
+    else:
+        record.outcome = runs.FAILED
+        record.detail = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    record.finished_at = record.finished_at or dt.datetime.now(dt.UTC)
+    with suppress(Exception):  # the failure being recorded may be a full disk
+        runs.append(layout.run_log, record)
 
 
 def _report(record: runs.RunRecord, report: ValidationReport, catalog: Path | None, page: Path) -> None:

@@ -31,11 +31,14 @@ class RunConfig:
     batch_size: int = 2000
     workers: int = field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 8)))
     keep_publications: int = 3
-    today: dt.date = field(default_factory=utc_today)
+    today: dt.date = field(default_factory=lambda: utc_today())  # looked up per run (tests move the clock)
     show_progress: bool = False
     expectations_dir: Path = DEFAULT_EXPECTATIONS
     storylines: StorylineRule = field(default_factory=StorylineRule)
     dask: str | None = None  # a scheduler address or `local:N` (pipeline/cluster.py); None: local processes
+    allow_shrink: bool = False  # publish even when `events` shrinks below SHRINK_FLOOR of the current
+    # A publication that was current this recently is not pruned (open readers, exports).
+    retention: dt.timedelta = dt.timedelta(hours=1)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_dir", input_location(self.input_dir))
@@ -45,6 +48,13 @@ class RunConfig:
         object.__setattr__(self, "expectations_dir", Path(self.expectations_dir).resolve())
         if self.batch_size < 1 or self.workers < 1 or self.keep_publications < 1:
             raise ValueError("batch_size, workers and keep_publications must be at least 1")
+        if self.retention < dt.timedelta(0):
+            raise ValueError("retention must not be negative")
+
+    @property
+    def build_options(self) -> str:
+        """The options that shape the tables (part of the code fingerprint)."""
+        return f"storylines={self.storylines.max_tag_events},{self.storylines.max_tag_span_days}"
 
     @property
     def layout(self) -> OutputLayout:
@@ -98,6 +108,11 @@ class OutputLayout:
     def run_log(self) -> Path:
         """Every run, published or not; the `runs` table is a copy of it."""
         return self.state / "runs.parquet"
+
+    @property
+    def registry(self) -> Path:
+        """The runs that made folders here, and when each publication was current."""
+        return self.state / "publications.json"
 
     @property
     def lock(self) -> Path:

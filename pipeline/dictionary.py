@@ -90,13 +90,16 @@ DICTIONARY: dict[str, Entry] = {
         "table",
         "One row per `*.md` file under the input: what became of it.",
         {
-            "file_path": "relative to the input root, `/`-separated (primary key)",
-            "content_sha256": "SHA-256 of the bytes (NULL if unreadable)",
-            "bytes": "size in bytes (NULL if unreadable)",
+            "file_path": "relative to the input root, `/`-separated (primary key); in a name that is "
+            "not valid UTF-8 each such byte is written `\\xNN` and a literal backslash is doubled, so "
+            "no two files share a path",
+            "content_sha256": "SHA-256 of the bytes (NULL if not read: unreadable, too large, outside the input)",
+            "bytes": "size in bytes (NULL if unknown: unreadable, outside the input)",
             "status": "parsed, rejected, skipped or duplicate",
             "reason": "why not parsed (NULL when parsed): empty, encoding, missing_date, invalid_date, "
             "date_out_of_range, missing_title, day_index, duplicate_event_id, unreadable, vanished, "
-            "not_a_regular_file, too_large, bad_file_name",
+            "not_a_regular_file, too_large, bad_file_name, outside_input (a symbolic link to a file "
+            "outside the input folder: not read)",
             "event_id": "the event id, when parsed or duplicate",
             "duplicate_of": "for a duplicate, the file_path that won the event id",
             "detail": "a human-readable detail of the reason",
@@ -107,7 +110,7 @@ DICTIONARY: dict[str, Entry] = {
         "One row per list line of a published event that was not accepted.",
         {
             "file_path": "the document",
-            "section": "Source or Related",
+            "section": "`source` or `related`: the section the line is in",
             "raw": "the line as written",
             "reason": "bad_url, bad_link, extra_cover_image or not_a_list_item",
             "line_number": "1-based line number in the document",
@@ -140,7 +143,7 @@ DICTIONARY: dict[str, Entry] = {
         "table",
         "One row per pipeline run up to this publication, published or not.",
         {
-            "run_id": "start time (UTC) and process id",
+            "run_id": "start time (UTC) and process id (primary key)",
             "started_at": "when the run started",
             "finished_at": "when validation finished",
             "files_seen": "`*.md` files found under the input",
@@ -156,11 +159,15 @@ DICTIONARY: dict[str, Entry] = {
             "events_added": "event ids new since the previous publication",
             "events_changed": "event ids whose content or file changed",
             "events_removed": "event ids gone since the previous publication",
-            "full_refresh": "the run rebuilt everything",
+            "full_refresh": "the run rebuilt every table part (a first run, --full-refresh, new code)",
             "seconds_discover": "seconds listing the input",
             "seconds_parse": "seconds reading and parsing",
             "seconds_normalize": "seconds deriving the tables",
             "seconds_validate": "seconds validating",
+            "outcome": "how the run ended: published, unchanged (nothing changed since the current "
+            "publication: none made), validation_failed, shrink_refused, failed, interrupted; "
+            "running while a run publishes",
+            "detail": "why the run ended as it did, when it did not publish (one line)",
         },
     ),
     "daily_counts": Entry(

@@ -15,6 +15,7 @@ import pyarrow.feather as feather
 
 from pipeline import walk
 from pipeline.locations import is_url
+from pipeline.storage import atomic_path
 
 
 class InputFile(NamedTuple):
@@ -23,10 +24,24 @@ class InputFile(NamedTuple):
     bad_name: bool  # the file name is not valid UTF-8
     size: int = -1  # from stat at discovery; -1 when stat failed
     mtime_ns: int = -1
+    root: str = ""  # the input root: a symbolic link is followed only to a file inside it
 
 
 class InputMissing(Exception):
     """The input folder does not exist or is not a folder."""
+
+
+class InputUnlistable(Exception):
+    """Part of the input could not be listed: publishing would silently drop its files."""
+
+    def __init__(self, root: Path, errors: list[tuple[str, str]]) -> None:
+        self.errors = sorted(errors)
+        first, reason = self.errors[0]
+        more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
+        super().__init__(
+            f"cannot list input folder {root / first if first != '.' else root}: {reason}{more}; "
+            "nothing published"
+        )
 
 
 LISTING_SCHEMA = pa.schema(
@@ -68,6 +83,9 @@ def discover_table(root: Path | str, helper_after: int = 10_000) -> pa.Table:
     walk.walk(pending, chunks)
     if helper is not None:
         chunks.extend(helper.result())
+    errors = [error for chunk in chunks for error in chunk.errors]
+    if errors:
+        raise InputUnlistable(root, errors)
     table = pa.Table.from_batches([_batch(c) for c in chunks], schema=LISTING_SCHEMA).sort_by("rel_path")
     del chunks
     release_arrow_memory()
@@ -107,11 +125,11 @@ def _batch(chunk: walk.Chunk) -> pa.RecordBatch:
     """A listing batch over the chunk's buffers (no Python object per file)."""
     n = len(chunk)
     paths = pa.StringArray.from_buffers(n, pa.py_buffer(chunk.offsets), pa.py_buffer(chunk.data))
-    if chunk.bad:
+    if chunk.odd:
         raw: list[bytes | None] = [None] * n
         flags = [False] * n
-        for row, os_path in chunk.bad:
-            raw[row], flags[row] = os_path, True
+        for row, os_path, bad in chunk.odd:
+            raw[row], flags[row] = os_path, bad
         os_paths, bad = pa.array(raw, pa.binary()), pa.array(flags, pa.bool_())
     else:
         os_paths, bad = pa.nulls(n, pa.binary()), pa.repeat(False, n)
@@ -168,7 +186,7 @@ def to_files(table: pa.Table) -> list[InputFile]:
     join = _joiner(root)
     cols = table.select(LISTING_SCHEMA.names).to_pydict()
     return [
-        InputFile(rel, os.fsdecode(raw) if raw is not None else join(rel), bad, size, mtime)
+        InputFile(rel, os.fsdecode(raw) if raw is not None else join(rel), bad, size, mtime, root)
         for rel, raw, bad, size, mtime in zip(
             cols["rel_path"], cols["os_path"], cols["bad_name"], cols["size"], cols["mtime_ns"], strict=True
         )
@@ -182,14 +200,15 @@ class Listed(NamedTuple):
 
     root: str
     rel_paths: list[str]
-    odd: dict[int, tuple[str, bool]]  # row -> (os_path, bad_name) for names that are not UTF-8
+    odd: dict[int, tuple[str, bool]]  # row -> (os_path, bad_name) where rel_path is an escape
 
     def files(self) -> list[InputFile]:
         """The InputFiles of these rows (without size and mtime, which parsing does not use)."""
         join = _joiner(self.root)
-        files = [InputFile(rel, join(rel), False) for rel in self.rel_paths]
+        root = self.root
+        files = [InputFile(rel, join(rel), False, root=root) for rel in self.rel_paths]
         for row, (os_path, bad) in self.odd.items():
-            files[row] = InputFile(self.rel_paths[row], os_path, bad)
+            files[row] = InputFile(self.rel_paths[row], os_path, bad, root=root)
         return files
 
 
@@ -219,10 +238,8 @@ def write_listing(table: pa.Table, path: Path) -> None:
     """The discovered listing as an Arrow IPC file: the boundary between discover and parse.
     It lives only for the run, so it is written for speed, not size: at 200k files Parquet
     took 0.13 s to write and read back, IPC about 0.02 s."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    feather.write_feather(table, tmp, compression="uncompressed")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        feather.write_feather(table, tmp, compression="uncompressed")
 
 
 def read_listing(path: Path) -> pa.Table:

@@ -2,11 +2,16 @@
 that cannot follow the catalog's Parquet paths.
 
 The snapshot is read from the publication `current` points at when the export starts
-(resolved once, so a run publishing meanwhile cannot mix two versions) and written into a
-temporary folder beside the target, renamed into place when complete.
+(resolved once, so a run publishing meanwhile cannot mix two versions; the retention window
+keeps that publication on disk while the export reads it) and written into a temporary
+folder beside the target, renamed into place when complete.
 - `duckdb`: `news.duckdb` with every table materialized, the analytical views over those
-  tables, and the data dictionary as comments; it does not refer to the output folder.
-- `parquet` / `csv`: one file per table and per view.
+  tables, and the data dictionary as comments; it does not refer to the output folder. Written
+  in DuckDB's v1.0 storage format: DuckDB 1.x opens it too.
+- `parquet` / `csv`: one file per table and per view. In CSV, list columns are JSON arrays,
+  and by default text is made safe to open in a spreadsheet (OWASP's advice on CSV
+  injection): a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage return gets a
+  leading `'`, and NUL bytes are dropped. `csv_raw` writes cells exactly as stored.
 """
 
 from __future__ import annotations
@@ -18,84 +23,114 @@ from pathlib import Path
 import duckdb
 
 from pipeline.config import OutputLayout
-from pipeline.dictionary import comment_statements
-from pipeline.publish import current_run_id
+from pipeline.lock import is_ours
+from pipeline.publish import attach_tables, connect_file, current_run_id
 from pipeline.sqltext import sql_literal
-from pipeline.tables import PUBLISHED, VIEWS, table_glob, view_sql
+from pipeline.tables import PUBLISHED, VIEWS
 
 FORMATS = ("duckdb", "parquet", "csv")
+# Leading characters a spreadsheet reads as a formula (OWASP, "CSV Injection").
+FORMULA_START = "=+-@\t\r"
 
 
 class ExportError(Exception):
     """Nothing to export, or the target is in the way."""
 
 
-def export(output: Path, fmt: str, target: Path) -> Path:
+def check_target(layout: OutputLayout, target: Path, force: bool) -> None:
+    if target == layout.root or target.is_relative_to(layout.root) or layout.root.is_relative_to(target):
+        raise ExportError(
+            f"export target {target} is inside the output folder {layout.root} (or holds it); "
+            "the pipeline manages that folder: choose a folder outside it"
+        )
+    if target.exists() and not target.is_dir():
+        raise ExportError(f"export target is a file: {target}")
+    if target.exists() and any(target.iterdir()) and not force:
+        raise ExportError(f"export target is not empty: {target} (use --force to replace it)")
+
+
+def export(output: Path, fmt: str, target: Path, force: bool = False, csv_raw: bool = False) -> Path:
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     layout = OutputLayout(output.resolve())
-    run_id = current_run_id(layout)
+    run_id = current_run_id(layout) if is_ours(layout.root) else None
     if run_id is None:
         raise ExportError(f"no current publication in {output} (run the pipeline first)")
     publication = layout.publication(run_id)
     target = target.resolve()
-    if target.exists() and any(target.iterdir()):
-        raise ExportError(f"export target is not empty: {target}")
+    check_target(layout, target, force)
     staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
+        if target.is_dir():  # keep the target's permissions (a private 700 folder stays private)
+            os.chmod(staging, target.stat().st_mode & 0o7777)
         if fmt == "duckdb":
             _to_duckdb(publication, staging / "news.duckdb")
         else:
-            _to_files(publication, staging, fmt)
-        if target.exists():
-            target.rmdir()
-        os.replace(staging, target)
+            _to_files(publication, staging, fmt, csv_raw)
+        replace_folder(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
 
 
-def _to_duckdb(publication: Path, path: Path) -> None:
-    con = duckdb.connect(str(path))
+def replace_folder(staging: Path, target: Path) -> None:
+    """Put a complete folder in place of `target`: an empty target is replaced by rename; a
+    full one is renamed aside first and deleted only once the new one is in place."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    if not any(target.iterdir()):
+        target.rmdir()
+        os.replace(staging, target)
+        return
+    aside = target.with_name(f".{target.name}.{os.getpid()}.old")
+    os.replace(target, aside)
     try:
-        for table in PUBLISHED:
-            con.execute(
-                f"CREATE TABLE {table} AS SELECT * FROM read_parquet({sql_literal(table_glob(publication, table))})"
-            )
-        for view in VIEWS:
-            con.execute(f"CREATE VIEW {view} AS {view_sql(view)}")
-        for statement in comment_statements():
-            con.execute(
-                statement.replace("COMMENT ON VIEW", "COMMENT ON TABLE", 1)
-                if _is_table(statement)
-                else statement
-            )
+        os.replace(staging, target)
+    except BaseException:
+        os.replace(aside, target)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _to_duckdb(publication: Path, path: Path) -> None:
+    con = connect_file(path)
+    try:
+        attach_tables(con, publication, materialize=True)
         con.execute("CHECKPOINT")
     finally:
         con.close()
 
 
-def _is_table(statement: str) -> bool:
-    words = statement.split()
-    return words[:3] == ["COMMENT", "ON", "VIEW"] and words[3] in PUBLISHED
+def csv_select(con: duckdb.DuckDBPyConnection, name: str, raw: bool) -> str:
+    """A SELECT of `name` for CSV: lists and structs as JSON; text neutralised unless `raw`."""
+    columns = []
+    for column, kind in con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {name})").fetchall():
+        quoted = '"' + column.replace('"', '""') + '"'
+        if kind.endswith("[]") or kind.startswith(("STRUCT", "MAP")):
+            columns.append(f"to_json({quoted})::VARCHAR AS {quoted}")
+        elif kind == "VARCHAR" and not raw:
+            cell = f"replace({quoted}, chr(0), '')"
+            starts = sql_literal(FORMULA_START)
+            columns.append(
+                f"CASE WHEN contains({starts}, left({cell}, 1)) AND {cell} <> '' "
+                f"THEN '''' || {cell} ELSE {cell} END AS {quoted}"
+            )
+        else:
+            columns.append(quoted)
+    return f"SELECT {', '.join(columns)} FROM {name}"
 
 
-def _to_files(publication: Path, folder: Path, fmt: str) -> None:
+def _to_files(publication: Path, folder: Path, fmt: str, csv_raw: bool) -> None:
     con = duckdb.connect()
     try:
-        for table in PUBLISHED:
-            con.execute(
-                f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_literal(table_glob(publication, table))})"
-            )
-        for view in VIEWS:
-            con.execute(f"CREATE VIEW {view} AS {view_sql(view)}")
+        attach_tables(con, publication)
         options = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT csv, HEADER true"
         for name in (*PUBLISHED, *VIEWS):
-            con.execute(
-                f"COPY (SELECT * FROM {name}) TO {sql_literal(str(folder / f'{name}.{fmt}'))} ({options})"
-            )
+            select = f"SELECT * FROM {name}" if fmt == "parquet" else csv_select(con, name, csv_raw)
+            con.execute(f"COPY ({select}) TO {sql_literal(str(folder / f'{name}.{fmt}'))} ({options})")
     finally:
         con.close()

@@ -12,6 +12,7 @@ import re
 from functools import lru_cache
 
 SLUG_TITLE_CHARS = 140
+EMPTY_SLUG_HEX = 12
 
 _NON_SLUG = re.compile(r"[^a-z0-9]+")
 _SLUG_SHAPE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -22,8 +23,15 @@ _ARCHIVE_LINK = re.compile(r"^/?news/(\d{4})/(\d{1,2})/(\d{1,2})/([^/]+)\.md$")
 
 
 def slugify(title: str) -> str:
-    """Slug rule: first 140 characters, lowercase, non-[a-z0-9] runs to '-', strip '-'."""
-    return _NON_SLUG.sub("-", title[:SLUG_TITLE_CHARS].lower()).strip("-")
+    """Slug rule: first 140 characters, lowercase, non-[a-z0-9] runs to '-', strip '-'.
+
+    A title with no Latin letter or digit would give an empty slug, so that every Russian,
+    Japanese or Arabic title of a day shared one event id: its slug is `x` and the first 12
+    hex digits of SHA-256 of the trimmed title instead (contract, section 2)."""
+    slug = _NON_SLUG.sub("-", title[:SLUG_TITLE_CHARS].lower()).strip("-")
+    if slug:
+        return slug
+    return "x" + hashlib.sha256(title.strip().encode("utf-8")).hexdigest()[:EMPTY_SLUG_HEX]
 
 
 def is_slug(text: str) -> bool:

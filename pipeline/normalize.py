@@ -151,8 +151,15 @@ def _full(
     1M events), the dead (file, batch) pairs, those of replaced or removed files, are found
     once from stg_files and anti-joined; on a first build there are none."""
     dead = ""
+    batches: list[str] | None = None
     if live is not None:
-        files = sql_literal(str(staging_dir / "stg_files-*.parquet"))
+        # Only the batches the manifest names are read: a full refresh never depends on other
+        # (older, possibly damaged) staging files.
+        batches = _column(
+            con, f"SELECT DISTINCT batch FROM read_parquet({sql_literal(str(live))}) ORDER BY 1"
+        )
+    if batches:
+        files = sql_list([str(staging_dir / f"stg_files-{b}.parquet") for b in batches])
         con.execute(
             f"""CREATE TABLE dead AS
             SELECT file_path, batch FROM read_parquet({files})
@@ -161,9 +168,16 @@ def _full(
         )
         if _one(con, "SELECT count(*) FROM dead"):
             dead = " ANTI JOIN dead USING (file_path, batch)"
-    for name in STAGING:
-        pattern = sql_literal(str(staging_dir / f"{name}-*.parquet"))
-        con.execute(f"CREATE VIEW {name} AS SELECT * EXCLUDE (batch) FROM read_parquet({pattern}){dead}")
+    for name, schema in STAGING.items():
+        if batches == []:
+            con.register(f"empty_{name}", schema.empty_table())
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM empty_{name}")
+            continue
+        if batches is None:
+            source = sql_literal(str(staging_dir / f"{name}-*.parquet"))
+        else:
+            source = sql_list([str(staging_dir / f"{name}-{b}.parquet") for b in batches])
+        con.execute(f"CREATE VIEW {name} AS SELECT * EXCLUDE (batch) FROM read_parquet({source}){dead}")
     _fresh(con, "events")
     con.execute("CREATE TABLE event_ids AS SELECT event_id FROM fresh_events")
     years = _column(con, "SELECT DISTINCT substr(event_id, 1, 4) FROM fresh_events ORDER BY 1")

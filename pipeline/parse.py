@@ -267,8 +267,25 @@ def _section_name(heading: str) -> str | None:
     return None
 
 
+# A piece of a context list that cannot stand alone as a context name: digits only
+# (`French presidential election, 2017`) or an abbreviation of at most 5 characters ending in
+# `.` (`Washington, D.C.`, `Greenville, SC.`). It is joined back onto the piece before it.
+_CONTEXT_TAIL = re.compile(r"\d+|.{0,4}\.")
+
+
 def _split_contexts(text: str) -> tuple[str, ...]:
-    return tuple(part for part in (p.strip() for p in text.split(", ")) if part)
+    """Contexts split on `, ` and trimmed; a tail piece (`2017`, `D.C.`) rejoins the piece before
+    it with `, ` (contract, section 1: context names are Wikipedia-style titles)."""
+    names: list[str] = []
+    for piece in text.split(", "):
+        piece = piece.strip()
+        if not piece:
+            continue
+        if names and _CONTEXT_TAIL.fullmatch(piece):
+            names[-1] = f"{names[-1]}, {piece}"
+        else:
+            names.append(piece)
+    return tuple(names)
 
 
 def _plain_text(lines: list[str]) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.sqltext import sql_literal
+from pipeline.storage import save_bytes
 from pipeline.tables import table_glob
 
 
@@ -24,6 +25,7 @@ class Validation:
     checked: int
     critical_failures: list[str]
     warnings: list[str]
+    data_docs: Path | None = None  # GX Data Docs index of this run, linked from the page
 
 
 def _rows(con, sql: str) -> list[tuple]:
@@ -135,9 +137,16 @@ ul.findings li { margin: 2px 0; }
 
 
 def render(
-    run_id: str, figures: dict[str, list[tuple]], validation: Validation, generated: dt.datetime
+    run_id: str,
+    figures: dict[str, list[tuple]],
+    validation: Validation,
+    generated: dt.datetime,
+    docs_href: str | None = None,
 ) -> str:
     esc = html.escape
+    docs = (
+        f' <a id="data-docs" href="{esc(docs_href)}">Validation results (Data Docs)</a>.' if docs_href else ""
+    )
     files, events, sources, tags = figures["totals"][0] if figures["totals"] else (0, 0, 0, 0)
     status = (
         '<strong class="ok">passed</strong>'
@@ -158,7 +167,7 @@ def render(
 <title>news-etl run {esc(run_id)}</title><style>{STYLE}</style></head>
 <body>
 <h1>news-etl run {esc(run_id)}</h1>
-<p class="meta">Generated {esc(generated.strftime("%Y-%m-%d %H:%M:%S UTC"))}. Validation {status}.</p>
+<p class="meta">Generated {esc(generated.strftime("%Y-%m-%d %H:%M:%S UTC"))}. Validation {status}.{docs}</p>
 <p class="totals"><span>{files:,} files</span><span>{events:,} events</span><span>{sources:,} source links</span><span>{tags:,} tags</span></p>
 {columns("events-per-month", "Events per month", figures["months"])}
 {hbars("top-tags", "Top tags (events naming them)", figures["tags"])}
@@ -174,13 +183,12 @@ def render(
 
 def write_report(publication: Path, report_dir: Path, run_id: str, validation: Validation) -> Path:
     """Write `report_dir/<run_id>.html` and point `report_dir/index.html` at the newest one."""
-    page = render(run_id, gather(publication), validation, dt.datetime.now(dt.UTC))
+    href = None
+    if validation.data_docs is not None:
+        href = Path(os.path.relpath(validation.data_docs, report_dir)).as_posix()
+    page = render(run_id, gather(publication), validation, dt.datetime.now(dt.UTC), href)
     report_dir.mkdir(parents=True, exist_ok=True)
     target = report_dir / f"{run_id}.html"
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
-    index_tmp = report_dir / f".index.{os.getpid()}.tmp"
-    index_tmp.write_text(page, encoding="utf-8")
-    os.replace(index_tmp, report_dir / "index.html")
+    save_bytes(target, page.encode("utf-8"))
+    save_bytes(report_dir / "index.html", page.encode("utf-8"))
     return target

@@ -4,18 +4,33 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.incremental import StateError, set_aside
+from pipeline.storage import read_no_follow, save_parquet
 from pipeline.tables import table_glob
 
 
 def new_run_id(now: dt.datetime) -> str:
     """Sortable by time, unique per process: `20261124T142600123456Z-<pid>`."""
     return now.strftime("%Y%m%dT%H%M%S%fZ") + f"-{os.getpid()}"
+
+
+# How a run ended (`runs.outcome`).
+PUBLISHED = "published"
+UNCHANGED = "unchanged"  # nothing changed since the current publication: none made
+VALIDATION_FAILED = "validation_failed"
+SHRINK_REFUSED = "shrink_refused"
+FAILED = "failed"
+INTERRUPTED = "interrupted"
+RUNNING = "running"  # written before publishing; a run killed then stays so
 
 
 @dataclass
@@ -41,40 +56,42 @@ class RunRecord:
     seconds_parse: float = 0.0
     seconds_normalize: float = 0.0
     seconds_validate: float = 0.0
+    outcome: str = RUNNING
+    detail: str | None = None  # why the run ended as it did, when not published
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Add the block's wall-clock seconds to `seconds_<stage>`."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            name = f"seconds_{stage}"
+            setattr(self, name, getattr(self, name) + time.perf_counter() - start)
 
 
-SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("started_at", pa.timestamp("us", tz="UTC")),
-        ("finished_at", pa.timestamp("us", tz="UTC")),
-        ("files_seen", pa.int64()),
-        ("events", pa.int64()),
-        ("rejected", pa.int64()),
-        ("validation_passed", pa.bool_()),
-        ("parsed", pa.int64()),
-        ("skipped", pa.int64()),
-        ("duplicates", pa.int64()),
-        ("quarantined", pa.int64()),
-        ("published", pa.bool_()),
-        ("files_read", pa.int64()),
-        ("events_added", pa.int64()),
-        ("events_changed", pa.int64()),
-        ("events_removed", pa.int64()),
-        ("full_refresh", pa.bool_()),
-        ("seconds_discover", pa.float64()),
-        ("seconds_parse", pa.float64()),
-        ("seconds_normalize", pa.float64()),
-        ("seconds_validate", pa.float64()),
-    ]
-)
-assert [f.name for f in fields(RunRecord)] == SCHEMA.names
+_ARROW_TYPES = {
+    "str": pa.string(),
+    "str | None": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "bool | None": pa.bool_(),
+    "dt.datetime": pa.timestamp("us", tz="UTC"),
+    "dt.datetime | None": pa.timestamp("us", tz="UTC"),
+}
+# The run log's columns, in the dataclass's order and types.
+SCHEMA = pa.schema([(f.name, _ARROW_TYPES[str(f.type)]) for f in fields(RunRecord)])
 
 
 def read_log(path: Path) -> pa.Table:
-    if not path.exists():
+    """The run log at `path` (empty if there is none); raises StateError if unreadable."""
+    if not (path.is_symlink() or path.exists()):
         return SCHEMA.empty_table()
-    log = pq.read_table(path)
+    try:
+        log = pq.read_table(pa.BufferReader(read_no_follow(path)))
+    except (OSError, pa.ArrowException) as exc:
+        raise StateError(str(exc)) from exc
     for name in SCHEMA.names:  # a log written by an older version lacks newer columns
         if name not in log.column_names:
             log = log.append_column(name, pa.nulls(log.num_rows, SCHEMA.field(name).type))
@@ -87,10 +104,7 @@ def append(path: Path, record: RunRecord) -> pa.Table:
     log = log.filter(pa.compute.not_equal(log["run_id"], record.run_id)) if log.num_rows else log
     row = pa.Table.from_pylist([asdict(record)], schema=SCHEMA)
     log = pa.concat_tables([log, row])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(log, tmp)
-    os.replace(tmp, path)
+    save_parquet(path, log)
     return log
 
 
@@ -111,7 +125,22 @@ def file_statuses(publication: Path) -> dict[str, dict[str, int]]:
 
 def write_table(log: pa.Table, path: Path) -> None:
     """The `runs` table of a publication: the run log as of that run."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(log, tmp)
-    os.replace(tmp, path)
+    save_parquet(path, log)
+
+
+def check_log(path: Path, current: Path | None) -> str | None:
+    """Set an unreadable run log aside and rebuild it from the current publication's `runs`
+    table (the log as of that publication); the warning, if any."""
+    try:
+        read_log(path)
+        return None
+    except StateError as exc:
+        warning = set_aside(path, "the run log", exc)
+    rebuilt = SCHEMA.empty_table()
+    if current is not None:
+        from pipeline.tables import runs_file
+
+        with suppress(StateError):
+            rebuilt = read_log(runs_file(current))
+    save_parquet(path, rebuilt)
+    return warning.format(f"rebuilt with the {rebuilt.num_rows} runs the current publication records")

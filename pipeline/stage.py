@@ -8,6 +8,7 @@ complete on disk or absent.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import os
 import stat
@@ -21,7 +22,6 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.discover import InputFile, Listed, listed
 from pipeline.domains import registered_domain
@@ -30,6 +30,7 @@ from pipeline.ids import tag_id, tag_key
 from pipeline.locations import is_url
 from pipeline.parse import ParsedEvent, Rejected, parse_document
 from pipeline.schema import STAGING
+from pipeline.storage import save_parquet
 
 DAY_INDEX = "day_index"
 UNREADABLE = "unreadable"
@@ -37,6 +38,7 @@ VANISHED = "vanished"
 BAD_FILE_NAME = "bad_file_name"
 NOT_A_FILE = "not_a_regular_file"
 TOO_LARGE = "too_large"
+OUTSIDE_INPUT = "outside_input"
 # Real event documents are a few KB; 32 MiB still admits 100,000 related items in one file
 # while keeping a hostile file from taking a worker's memory.
 MAX_DOCUMENT_BYTES = 32 * 2**20
@@ -54,14 +56,33 @@ class _Unusable(Exception):
         self.reason, self.detail, self.sha, self.size = reason, detail, sha, size
 
 
-def read_document(os_path: str) -> bytes:
-    """The bytes of a regular file, or `_Unusable` with the reason (see `_read_open`)."""
+def read_document(os_path: str, root: str = "") -> bytes:
+    """The bytes of a regular file, or `_Unusable` with the reason (see `_read_open`); with a
+    `root`, a symbolic link is followed only to a file inside it (see `_open`)."""
     if is_url(os_path):
         return _read_url(os_path)
-    return _read_open(_open(os_path))
+    return _read_open(_open(os_path, _Inside(root)))
 
 
-def read_ahead(os_paths: Sequence[str], window: int = READ_AHEAD) -> Iterator[bytes | _Unusable]:
+class _Inside:
+    """Whether a path resolves inside the input root (resolved once, on first use)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._real: str | None = None
+
+    def __call__(self, path: str) -> bool:
+        if not self.root:
+            return True
+        if self._real is None:
+            self._real = os.path.realpath(self.root)
+        real = os.path.realpath(path)
+        return real == self._real or real.startswith(self._real.rstrip(os.sep) + os.sep)
+
+
+def read_ahead(
+    os_paths: Sequence[str], window: int = READ_AHEAD, root: str = ""
+) -> Iterator[bytes | _Unusable]:
     """Each file's bytes (or the `_Unusable` it raised), in order, while up to `window` of the
     next files are already open and announced to the kernel (POSIX_FADV_WILLNEED), so the
     disk works while this process parses. Reading one file at a time left a core idle on every
@@ -71,6 +92,7 @@ def read_ahead(os_paths: Sequence[str], window: int = READ_AHEAD) -> Iterator[by
     (same window) took 6.3-6.6 s."""
     pending: deque[int | str | _Unusable] = deque()
     announced = 0
+    inside = _Inside(root)
 
     def announce(count: int) -> None:
         nonlocal announced
@@ -79,7 +101,7 @@ def read_ahead(os_paths: Sequence[str], window: int = READ_AHEAD) -> Iterator[by
                 pending.append(path)
                 continue
             try:
-                pending.append(_open(path))
+                pending.append(_open(path, inside))
             except _Unusable as exc:
                 pending.append(exc)
         announced += count
@@ -114,19 +136,41 @@ def _descriptor_budget() -> int:
     return READ_AHEAD if soft == resource.RLIM_INFINITY else soft // 4
 
 
-def _open(os_path: str) -> int:
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open(os_path: str, inside: Callable[[str], bool] = lambda path: True) -> int:
     """A read-only descriptor, opened non-blocking (a FIFO or device named `*.md` can never
-    block a worker), with the kernel told to start reading the file in."""
+    block a worker), with the kernel told to start reading the file in.
+
+    The name is opened without following a symbolic link; a link is followed only when the
+    file it resolves to is inside the input root (`inside`). One that leads outside (to
+    /etc/passwd, /proc/self/environ, another user's files) is `outside_input`: nothing of it
+    is read, hashed or quoted."""
     try:
-        fd = os.open(os_path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(os_path, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW)
     except FileNotFoundError as exc:
         raise _Unusable(VANISHED, "the file disappeared before it could be read") from exc
     except OSError as exc:
-        raise _Unusable(UNREADABLE, exc.strerror or str(exc)) from exc
+        if exc.errno != errno.ELOOP or not _NOFOLLOW:
+            raise _Unusable(UNREADABLE, exc.strerror or str(exc)) from exc
+        fd = _open_link(os_path, inside)
     if _FADVISE:
         with suppress(OSError):  # a pipe or device: only a hint, nothing to read ahead
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
     return fd
+
+
+def _open_link(os_path: str, inside: Callable[[str], bool]) -> int:
+    """Open a symbolic link's target when it is inside the input root."""
+    if not inside(os_path):
+        raise _Unusable(OUTSIDE_INPUT, "a symbolic link to a file outside the input folder")
+    try:
+        return os.open(os.path.realpath(os_path), os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW)
+    except FileNotFoundError as exc:
+        raise _Unusable(VANISHED, "a symbolic link to a file that does not exist") from exc
+    except OSError as exc:
+        raise _Unusable(UNREADABLE, exc.strerror or str(exc)) from exc
 
 
 def _read_open(fd: int) -> bytes:
@@ -139,14 +183,9 @@ def _read_open(fd: int) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise _Unusable(NOT_A_FILE, "not a regular file (a pipe, device or socket)")
         if st.st_size > MAX_DOCUMENT_BYTES:
-            digest = hashlib.sha256()
-            size = 0
-            while chunk := os.read(fd, 2**20):
-                digest.update(chunk)
-                size += len(chunk)
-            raise _Unusable(
-                TOO_LARGE, f"{size} bytes; the limit is {MAX_DOCUMENT_BYTES}", digest.hexdigest(), size
-            )
+            # Decided from the size alone: hashing a 1 TiB sparse file (nothing on disk) would
+            # take most of an hour; a rejected file's hash is not needed to account for it.
+            raise _Unusable(TOO_LARGE, _too_large(st.st_size), None, st.st_size)
         data = os.read(fd, st.st_size + 1)
         if len(data) <= st.st_size:
             return data
@@ -166,21 +205,22 @@ def _read_url(url: str) -> bytes:
 
     try:
         with fsspec.open(url, "rb") as handle:
+            size = getattr(handle, "size", None)
+            if isinstance(size, int) and size > MAX_DOCUMENT_BYTES:
+                raise _Unusable(TOO_LARGE, _too_large(size), None, size)
             data = handle.read(MAX_DOCUMENT_BYTES + 1)
             if len(data) > MAX_DOCUMENT_BYTES:
-                digest = hashlib.sha256(data)
-                size = len(data)
-                while chunk := handle.read(2**20):
-                    digest.update(chunk)
-                    size += len(chunk)
-                raise _Unusable(
-                    TOO_LARGE, f"{size} bytes; the limit is {MAX_DOCUMENT_BYTES}", digest.hexdigest(), size
-                )
+                raise _Unusable(TOO_LARGE, _too_large(None), None, None)
             return data
     except FileNotFoundError as exc:
         raise _Unusable(VANISHED, "the file disappeared before it could be read") from exc
     except OSError as exc:
         raise _Unusable(UNREADABLE, exc.strerror or str(exc)) from exc
+
+
+def _too_large(size: int | None) -> str:
+    shown = f"{size} bytes" if size is not None else "more bytes than that"
+    return f"{shown}; the limit is {MAX_DOCUMENT_BYTES} (rejected from its size, not read)"
 
 
 @dataclass(frozen=True)
@@ -274,10 +314,7 @@ class _Columns:
         for name, schema in sorted(STAGING.items(), key=lambda item: item[0] == "stg_files"):
             table = pa.table(self.cols[name], schema=schema)
             table = table.append_column("batch", pa.array([batch] * table.num_rows, pa.string()))
-            final = directory / f"{name}-{batch}.parquet"
-            tmp = final.with_suffix(".tmp")
-            pq.write_table(table, tmp, compression="zstd")
-            os.replace(tmp, final)
+            save_parquet(directory / f"{name}-{batch}.parquet", table, compression="zstd")
             if name == "stg_sources":
                 checkpoint("stage:partial-batch")
 
@@ -286,7 +323,8 @@ def stage_batch(batch: str, files: Sequence[InputFile], directory: Path, today: 
     """Read, hash and parse one batch of files; write its staging Parquet files."""
     cols = _Columns()
     parsed = rejected = skipped = 0
-    for f, data in zip(files, read_ahead([f.os_path for f in files]), strict=True):
+    root = files[0].root if files else ""
+    for f, data in zip(files, read_ahead([f.os_path for f in files], root=root), strict=True):
         if isinstance(data, _Unusable):
             cols.file(f.rel_path, data.sha, data.size, "rejected", data.reason, data.detail, None)
             rejected += 1

@@ -1,33 +1,46 @@
-"""The one-screen summary printed at the end of `python -m pipeline run`."""
+"""The summary printed at the end of `python -m pipeline run` (full paths, never cut to the
+terminal's width; `--json` prints the same result as JSON instead)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-def print_summary(result: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    rows: list[tuple[str, str]] = []
+    if result.get("outcome") == "unchanged":
+        rows.append(
+            ("outcome", f"no change since publication {result.get('current_run_id')}: nothing published")
+        )
+    rows += [
+        ("files seen", str(result["files_seen"])),
+        ("events published", str(result["events"])),
+        ("rejected", str(result["rejected"])),
+        ("files read this run", str(result["files_read"])),
+        (
+            "events added / changed / removed",
+            f"{result['events_added']} / {result['events_changed']} / {result['events_removed']}",
+        ),
+    ]
+    if result["not_published_by_reason"]:
+        rows.append(("not published, by reason", ""))
+        rows += [(f"  {reason}", str(n)) for reason, n in result["not_published_by_reason"].items()]
+    rows += [
+        ("duplicates", str(result["duplicates"])),
+        ("quarantined lines", str(result["quarantined"])),
+        ("validation", {True: "passed", False: "FAILED", None: "not run"}[result["validation_passed"]]),
+        ("catalog", result["catalog"]),
+        ("parquet", result["current"]),
+        ("run report (HTML)", str(result["report"])),
+    ]
+    if result.get("data_docs") or result.get("validation_report"):
+        rows.append(("validation report", str(result.get("data_docs") or result["validation_report"])))
+    width = max(len(label) for label, _ in rows)
+    lines = [f"news-etl run {result['run_id']}"]
+    lines += [f"  {label:<{width}}  {value}".rstrip() for label, value in rows]
+    lines += [f"warning: {line}" for line in result["warnings"]]
+    return lines
 
-    table = Table(title=f"news-etl run {result['run_id']}", show_header=False)
-    table.add_row("files seen", str(result["files_seen"]))
-    table.add_row("events published", str(result["events"]))
-    table.add_row("rejected", str(result["rejected"]))
-    table.add_row("files read this run", str(result["files_read"]))
-    table.add_row(
-        "events added / changed / removed",
-        f"{result['events_added']} / {result['events_changed']} / {result['events_removed']}",
-    )
-    table.add_row("not published, by reason", "")
-    for reason, count in result["not_published_by_reason"].items():
-        table.add_row(f"  {reason}", str(count))
-    table.add_row("duplicates", str(result["duplicates"]))
-    table.add_row("quarantined lines", str(result["quarantined"]))
-    table.add_row("validation", "passed" if result["validation_passed"] else "FAILED")
-    table.add_row("catalog", result["catalog"])
-    table.add_row("parquet", result["current"])
-    table.add_row("validation report", str(result["data_docs"] or result["validation_report"]))
-    console = Console()
-    console.print(table)
-    for line in result["warnings"]:
-        print(f"warning: {line}")
+
+def print_summary(result: dict[str, Any]) -> None:
+    print("\n".join(summary_lines(result)))

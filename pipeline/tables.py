@@ -22,6 +22,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from pipeline.sqltext import sql_literal
+from pipeline.storage import atomic_path
 
 # Published tables, in the catalog and the docs.
 PUBLISHED: tuple[str, ...] = (
@@ -117,10 +118,8 @@ def link_untouched(old: Path, publication: Path, name: str, rewritten: list[str]
 
 def write_part(con: duckdb.DuckDBPyConnection, sql: str, target: Path, parquet_options: str) -> None:
     """Write the rows of `sql` as one Parquet part, atomically (a temporary file, then rename)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".parquet.tmp")
-    con.execute(f"COPY ({sql}) TO {sql_literal(str(tmp))} ({parquet_options})")
-    tmp.replace(target)
+    with atomic_path(target) as tmp:
+        con.execute(f"COPY ({sql}) TO {sql_literal(str(tmp))} ({parquet_options})")
 
 
 def write_parts(

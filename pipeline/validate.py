@@ -40,6 +40,7 @@ class SuiteSpec:
     name: str
     frame_sql: str
     expectations: list[dict[str, Any]]
+    key: tuple[str, ...] = ()  # frame columns naming a row: a failure quotes a few offending keys
 
 
 @dataclass
@@ -89,7 +90,12 @@ def load_specs(directory: Path = DEFAULT_EXPECTATIONS) -> list[SuiteSpec]:
             meta = exp.get("meta", {})
             if meta.get("severity") not in SEVERITIES or not meta.get("protects"):
                 raise SuiteError(f"{path.name}: {exp.get('type')} needs meta.severity and meta.protects")
-        specs.append(SuiteSpec(path.stem, sql_path.read_text(encoding="utf-8"), doc["expectations"]))
+        key = doc.get("key", [])
+        if not isinstance(key, list) or not all(isinstance(k, str) for k in key):
+            raise SuiteError(f"{path.name}: key must be a list of column names")
+        specs.append(
+            SuiteSpec(path.stem, sql_path.read_text(encoding="utf-8"), doc["expectations"], tuple(key))
+        )
     if not specs:
         raise SuiteError(f"no expectation suites in {directory}")
     return specs
@@ -191,6 +197,10 @@ def validate_publication(
 
     con = connect(report_dir / ".work", threads, memory_limit)
     outcomes: dict[tuple[str, int], Outcome] = {}
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    # Data Docs list each validation under our run id (GX's default is `__none__`).
+    run_name = RunIdentifier(run_name=run_id, run_time=dt.datetime.now(dt.UTC))
     try:
         tables = sorted(p.name for p in publication.iterdir() if p.is_dir())
         for table in tables:
@@ -215,7 +225,7 @@ def validate_publication(
                     # No per-chunk docs action: every run stores its result, and the docs are
                     # built once at the end (rebuilding them per chunk cost ~30% of validation at 1M).
                     actions=[],
-                    result_format="SUMMARY",
+                    result_format=_result_format(spec),
                 )
             )
             chunks = 0
@@ -225,11 +235,14 @@ def validate_publication(
                 reader = con.sql(spec.frame_sql).to_arrow_reader(chunk_rows)
                 for chunk in reader:
                     chunks += 1
-                    _collect(spec.name, checkpoint, chunk.to_pandas(), outcomes)
+                    _collect(spec.name, checkpoint, chunk.to_pandas(), outcomes, run_name)
             if chunks == 0:  # an empty table is still checked (row-count expectations)
-                _collect(spec.name, checkpoint, reader.schema.empty_table().to_pandas(), outcomes)
+                _collect(spec.name, checkpoint, reader.schema.empty_table().to_pandas(), outcomes, run_name)
         if build_docs:
             context.build_data_docs(site_names=["pipeline"])
+            from pipeline.datadocs import make_offline
+
+            make_offline(docs_dir)
     finally:
         con.close()
 
@@ -247,6 +260,26 @@ def validate_publication(
     )
     index = docs_dir / "index.html"
     return ValidationReport(passed, ordered, report_path, index if index.exists() else None)
+
+
+def _result_format(spec: SuiteSpec) -> Any:
+    """SUMMARY results; with the suite's key, each failure lists a few offending rows by key."""
+    if not spec.key:
+        return "SUMMARY"
+    return {"result_format": "SUMMARY", "unexpected_index_column_names": list(spec.key)}
+
+
+def _examples(details: dict[str, Any], column: str | None) -> list[str]:
+    """Up to three offending rows: by key (`file_path=a.md`) when GX names them, else values."""
+    indexed = details.get("partial_unexpected_index_list") or []
+    shown = []
+    for item in indexed[:3]:
+        if isinstance(item, dict):
+            keys = [f"{k}={v}" for k, v in item.items() if k != column]
+            shown.append(" ".join(keys) if keys else str(item))
+    if shown:
+        return shown
+    return [str(v) for v in (details.get("partial_unexpected_list") or [])[:3]]
 
 
 def _groups(publication: Path, tables: list[str], group_rows: int) -> list[dict[str, list[str]]]:
@@ -283,16 +316,18 @@ def _scope_views(
             con.execute(f"CREATE OR REPLACE VIEW checked_{table} AS SELECT * FROM {table} LIMIT 0")
 
 
-def _collect(suite: str, checkpoint: Any, frame: Any, outcomes: dict[tuple[str, int], Outcome]) -> None:
+def _collect(
+    suite: str, checkpoint: Any, frame: Any, outcomes: dict[tuple[str, int], Outcome], run_name: Any
+) -> None:
     """Validate one chunk and fold its results into `outcomes` (failing in any chunk fails)."""
-    result = checkpoint.run(batch_parameters={"dataframe": frame})
+    result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_name)
     for run_result in result.run_results.values():
         for number, res in enumerate(run_result.results):
             config = res.expectation_config
             key = (suite, number)
             details = res.result or {}
             unexpected = int(details.get("unexpected_count") or 0)
-            examples = [str(v) for v in (details.get("partial_unexpected_list") or [])[:3]]
+            examples = _examples(details, config.kwargs.get("column"))
             found = outcomes.get(key)
             if found is None:
                 kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id",)}

@@ -6,10 +6,19 @@ folder's. So pipeline/discover.py lists part of a big archive in a second proces
 imports nothing but this module (40 ms to start, against ~0.4 s for one that imports
 pyarrow). Results are flat buffers Arrow adopts as they are, so neither process holds a
 Python object per file.
+
+A folder that cannot be listed (no permission, an I/O error) is recorded in the chunk's
+`errors`, never skipped in silence: a run must not publish an archive with a part missing.
+A folder whose path is longer than the OS allows is opened one component at a time, so its
+files are still listed (reading them then fails with a reason).
+
+File names are kept as text that maps back to exactly one name (`escape`): a byte that is
+not valid UTF-8 becomes `\\xNN` and a literal backslash is doubled.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from array import array
 from dataclasses import dataclass, field
@@ -20,17 +29,57 @@ Folder = tuple[str, str]  # (path to open, its path relative to the input root, 
 @dataclass
 class Chunk:
     """Listed files: UTF-8 relative paths as Arrow string buffers (int32 offsets, data),
-    sizes and mtimes (-1 when stat failed), and the rows whose name is not valid UTF-8 with
-    the raw path to open them by."""
+    sizes and mtimes (-1 when stat failed), the rows whose text is an escape of the name on
+    disk with the raw path to open them by, and the folders that could not be listed."""
 
     offsets: array = field(default_factory=lambda: array("i", [0]))
     data: bytearray = field(default_factory=bytearray)
     sizes: array = field(default_factory=lambda: array("q"))
     mtimes: array = field(default_factory=lambda: array("q"))
-    bad: list[tuple[int, bytes]] = field(default_factory=list)
+    # Rows whose text differs from the name on disk: (row, raw path to open, not valid UTF-8).
+    odd: list[tuple[int, bytes, bool]] = field(default_factory=list)
+    # Folders that could not be listed: (path relative to the input root, the OS error).
+    errors: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.sizes)
+
+
+def escape(rel: str) -> tuple[str, bool]:
+    """(The text of a relative path that is not plain UTF-8 text without backslashes, whether
+    its bytes are invalid UTF-8). Injective: `caf\\xe9.md` (the byte 0xE9) becomes `caf\\xe9.md`
+    and a file literally named `caf\\xe9.md` becomes `caf\\\\xe9.md`, so two names never share
+    a `file_path`."""
+    raw = os.fsencode(rel)
+    try:
+        raw.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace"), not valid
+
+
+def _open_folder(directory: str) -> int:
+    """A descriptor of `directory`; a path over the OS limit is opened component by component."""
+    try:
+        return os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+    head, parts = directory, []
+    while len(os.fsencode(head)) >= 2048:
+        head, tail = os.path.split(head)
+        parts.append(tail)
+    fd = os.open(head or "/", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in reversed(parts):
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 CHUNK_ROWS = 20_000
@@ -48,13 +97,17 @@ def walk(pending: list[Folder], chunks: list[Chunk], stop_after: int = -1) -> in
     while pending and (stop_after < 0 or listed < stop_after or len(pending) < 2):
         directory, prefix = pending.pop()
         try:
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            continue  # an unreadable folder: its files cannot be listed, let alone read
+            fd = _open_folder(directory)
+        except FileNotFoundError:
+            continue  # removed since its parent was listed: nothing of it is in the input now
+        except OSError as exc:
+            chunk.errors.append((prefix.rstrip("/") or ".", exc.strerror or str(exc)))
+            continue
         try:
             try:
                 entries = list(os.scandir(fd))
-            except OSError:
+            except OSError as exc:
+                chunk.errors.append((prefix.rstrip("/") or ".", exc.strerror or str(exc)))
                 continue
             offsets, data, sizes, mtimes = chunk.offsets, chunk.data, chunk.sizes, chunk.mtimes
             for entry in entries:
@@ -63,7 +116,10 @@ def walk(pending: list[Folder], chunks: list[Chunk], stop_after: int = -1) -> in
                     if entry.is_dir(follow_symlinks=False):
                         pending.append((os.path.join(directory, name), prefix + name + "/"))
                         continue
-                except OSError:
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    chunk.errors.append((prefix + name, exc.strerror or str(exc)))
                     continue
                 if not name.endswith(".md"):
                     continue
@@ -76,10 +132,13 @@ def walk(pending: list[Folder], chunks: list[Chunk], stop_after: int = -1) -> in
                     mtimes.append(-1)
                 rel = prefix + name
                 try:
+                    if "\\" in rel:
+                        raise UnicodeError
                     data += rel.encode("utf-8")
-                except UnicodeEncodeError:
-                    chunk.bad.append((len(sizes) - 1, os.fsencode(os.path.join(directory, name))))
-                    data += os.fsencode(rel).decode("utf-8", "backslashreplace").encode("utf-8")
+                except UnicodeError:
+                    text, bad = escape(rel)
+                    chunk.odd.append((len(sizes) - 1, os.fsencode(os.path.join(directory, name)), bad))
+                    data += text.encode("utf-8")
                 offsets.append(len(data))
                 listed += 1
         finally:
@@ -87,7 +146,7 @@ def walk(pending: list[Folder], chunks: list[Chunk], stop_after: int = -1) -> in
         if len(chunk) >= CHUNK_ROWS or len(chunk.data) >= CHUNK_BYTES:
             chunks.append(chunk)
             chunk = Chunk()
-    if len(chunk):
+    if len(chunk) or chunk.errors:
         chunks.append(chunk)
     return listed
 

@@ -29,7 +29,9 @@ def test_locked_output_exits_at_once(tmp_path):
     import fcntl
     import os
 
-    (tmp_path / "o").mkdir()
+    from pipeline.lock import claim_output
+
+    claim_output(tmp_path / "o")  # an output folder of ours, held by another run
     fd = os.open(tmp_path / "o" / ".lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
@@ -59,7 +61,9 @@ def test_wait_blocks_until_the_running_one_finishes(tmp_path):
     import os
     import time
 
-    (tmp_path / "o").mkdir()
+    from pipeline.lock import claim_output
+
+    claim_output(tmp_path / "o")
     fd = os.open(tmp_path / "o" / ".lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)
     proc = subprocess.Popen(

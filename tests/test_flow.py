@@ -1,6 +1,8 @@
 """The real `news-etl` flow under prefect_test_harness, end to end over examples/news."""
 
 import datetime as dt
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -218,7 +220,10 @@ def test_rerun_gives_the_same_tables_and_keeps_three_publications(prefect_server
         t: duckdb.sql(f"SELECT * FROM read_parquet('{first['publication']}/{t}/*.parquet')").fetchall()
         for t in tables
     }
-    results = [first] + [news_etl(input=str(SAMPLE), output=str(tmp_path)) for _ in range(3)]
+    # full refreshes publish even with nothing changed; retention 0: pruned by count alone
+    results = [first] + [
+        news_etl(input=str(SAMPLE), output=str(tmp_path), full_refresh=True, retention="0") for _ in range(3)
+    ]
     last = duckdb.connect(results[-1]["catalog"], read_only=True)
     for t in tables:
         assert last.execute(f"SELECT * FROM {t}").fetchall() == snapshot[t], t
@@ -227,6 +232,42 @@ def test_rerun_gives_the_same_tables_and_keeps_three_publications(prefect_server
     assert not Path(first["publication"]).exists()
     assert len(list((tmp_path / "publications").iterdir())) == 3
     assert (tmp_path / "current").resolve() == Path(results[-1]["publication"]).resolve()
+
+
+def test_a_run_with_nothing_changed_publishes_nothing_and_is_logged(prefect_server, tmp_path):
+    """Contract, section 4: no change since the current publication, no new publication;
+    `current` and the catalog stay as they are, and the run log records the run."""
+    from flows.news_etl import news_etl
+    from pipeline import runs
+    from pipeline.config import OutputLayout
+
+    archive = tmp_path / "archive"
+    shutil.copytree(SAMPLE, archive)
+    out = tmp_path / "out"
+    first = news_etl(input=str(archive), output=str(out))
+    layout = OutputLayout(out)
+    catalog = layout.catalog.read_bytes()
+    touched = next(p for p in sorted(archive.glob("news/2014/06/21/*.md")) if p.name != "index.md")
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))  # same bytes
+    again = news_etl(input=str(archive), output=str(out))
+    assert (again["published"], again["outcome"]) == (False, "unchanged")
+    assert again["events"] == first["events"]
+    assert (layout.current).resolve() == Path(first["publication"]).resolve()
+    assert layout.catalog.read_bytes() == catalog
+    assert sorted(p.name for p in layout.publications.iterdir()) == [first["run_id"]]
+    log = runs.read_log(layout.run_log).to_pylist()
+    assert [(r["run_id"], r["outcome"]) for r in log] == [
+        (first["run_id"], "published"),
+        (again["run_id"], "unchanged"),
+    ]
+    # the touched file was read again, so the next run reads nothing but the retried rejects
+    third = news_etl(input=str(archive), output=str(out))
+    assert third["outcome"] == "unchanged" and third["files_read"] == again["files_read"] - 1
+    # an edit publishes again
+    touched.write_text(touched.read_text(encoding="utf-8-sig") + "\n", encoding="utf-8")
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 2 * 10**9))
+    fourth = news_etl(input=str(archive), output=str(out))
+    assert fourth["published"] and fourth["events_changed"] == 1
 
 
 def strict_expectations(tmp_path: Path) -> Path:

@@ -167,8 +167,8 @@ def test_manifest_records_the_parser_that_staged_its_rows(tmp_path):
 
     path = tmp_path / "manifest.parquet"
     assert not incremental.same_parser(path)  # no manifest: nothing staged can be trusted
-    incremental.write_manifest(incremental.MANIFEST_SCHEMA.empty_table(), path, "run-1", "suites")
-    assert incremental.manifest_origin(path) == ("run-1", "suites", incremental.parser_fingerprint())
+    incremental.write_manifest(incremental.MANIFEST_SCHEMA.empty_table(), path, "run-1", "suites", "code")
+    assert incremental.manifest_origin(path) == ("run-1", "suites", incremental.parser_fingerprint(), "code")
     assert incremental.same_parser(path)
     table = pq.read_table(path)
     pq.write_table(

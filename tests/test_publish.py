@@ -1,5 +1,6 @@
 """Publishing: versioned folders, atomic catalog swap, history and rollback."""
 
+import datetime as dt
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,9 @@ from tests.conftest import REPO, SAMPLE, build_tables, event_doc, write_archive
 
 
 def make_publication(layout: OutputLayout, run_id: str, archive: Path, tmp: Path) -> None:
+    from pipeline.lock import claim_output
+
+    claim_output(layout.root)
     build_tables(archive, tmp / run_id).close()
     shutil.copytree(tmp / run_id / "publication", layout.publication(run_id))
     import datetime as dt
@@ -39,7 +43,7 @@ def test_publish_keeps_the_newest_and_rollback_restores_an_older_one(tmp_path):
     small = write_archive(tmp_path / "small", {"news/2014/06/21/a.md": event_doc(title="A")})
     for i, archive in enumerate([SAMPLE, small, SAMPLE, small]):
         make_publication(layout, f"2026010{i}T000000Z-1", archive, tmp_path / "work")
-        publish(layout, f"2026010{i}T000000Z-1", keep=3)
+        publish(layout, f"2026010{i}T000000Z-1", keep=3, retention=dt.timedelta(0))
     assert list_publications(layout) == ["20260101T000000Z-1", "20260102T000000Z-1", "20260103T000000Z-1"]
     assert current_run_id(layout) == "20260103T000000Z-1" and events(layout.catalog) == 1
     assert pq.read_table(layout.current / "events").num_rows == 1

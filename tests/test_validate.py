@@ -74,10 +74,97 @@ def test_the_clean_sample_passes_with_data_docs(clean, tmp_path):
     assert saved["passed"] is True and len(saved["outcomes"]) == sum(
         len(s.expectations) for s in load_specs()
     )
-    # the sample is small and deliberately full of rejects: the warning says so without blocking
-    assert any(
-        o.expectation.endswith("to_be_between") and "share_rejected" in str(o.kwargs) for o in report.warnings
+    # small and deliberately full of rejects, yet healthy: no warning (thresholds in the suites)
+    assert report.warnings == []
+
+
+def test_a_failed_uniqueness_check_names_the_offending_keys(clean, tmp_path):
+    broken = tmp_path / "publication"
+    shutil.copytree(clean, broken)
+    with duckdb.connect() as con:
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet('{clean}/files/*.parquet') UNION ALL "
+            f"(SELECT * FROM read_parquet('{clean}/files/*.parquet') WHERE file_path = 'news/2016/01/1/empty-file.md')) "
+            f"TO '{broken}/files/all.parquet' (FORMAT parquet)"
+        )
+    for part in (broken / "files").glob("*.parquet"):
+        if part.name != "all.parquet":
+            part.unlink()
+    report = validate_publication(
+        broken, tmp_path / "v", "r", FILES_SEEN + 1, TODAY, only={"files"}, build_docs=False
     )
+    line = next(o.line() for o in report.critical_failures if "file_path_occurrences" in o.kwargs.values())
+    assert "file_path=news/2016/01/1/empty-file.md" in line, line
+
+
+def _calibration_publication(tmp_path: Path, events: int, edit: str, rejected: int = 0) -> Path:
+    """A generated archive's publication with the events table rewritten by `edit` (a SELECT
+    over `events` numbering rows `n` from 0) and `rejected` parsed files turned into rejects."""
+    from pipeline.generate import generate
+
+    generate(events, tmp_path / "archive", seed=3, today=TODAY)
+    build_tables(tmp_path / "archive", tmp_path / "w").close()
+    publication = tmp_path / "w" / "publication"
+    with duckdb.connect() as con:
+        con.execute(
+            f"CREATE TABLE events AS SELECT *, row_number() OVER (ORDER BY event_id) - 1 AS n "
+            f"FROM read_parquet('{publication}/events/*.parquet')"
+        )
+        con.execute(f"CREATE TABLE edited AS {edit}")
+        for part in (publication / "events").glob("*.parquet"):
+            part.unlink()
+        con.execute(
+            f"COPY (SELECT * EXCLUDE (n) FROM edited) TO '{publication}/events/all.parquet' (FORMAT parquet)"
+        )
+    return publication
+
+
+REAL_LIKE = """SELECT * REPLACE (
+    CASE WHEN n % 100 < 76 THEN '' ELSE summary END AS summary,
+    CASE WHEN n % 1000 < 14 THEN 'Quake.' WHEN n % 1000 = 500 THEN repeat('Long headline ', 40) ELSE title END AS title)
+FROM events"""
+
+
+def test_a_healthy_archive_shaped_like_the_portal_raises_no_warning(tmp_path):
+    """Real portal content: 76% empty summaries, 1.4% titles under 10 characters, 0.1% over 400."""
+    publication = _calibration_publication(tmp_path, 2000, REAL_LIKE)
+    report = validate_publication(publication, tmp_path / "v", "r", 2000, TODAY, build_docs=False)
+    assert report.warnings == [], [o.line() for o in report.warnings]
+
+
+@pytest.mark.parametrize(
+    ("edit", "column"),
+    [
+        ("SELECT * REPLACE ('' AS summary) FROM events", "share_empty_summaries"),
+        (
+            "SELECT * REPLACE (CASE WHEN n % 10 = 0 THEN 'Oops' ELSE title END AS title) FROM events",
+            "title_length",
+        ),
+    ],
+)
+def test_a_broken_archive_still_raises_its_warning(tmp_path, edit, column):
+    publication = _calibration_publication(tmp_path, 2000, edit)
+    report = validate_publication(publication, tmp_path / "v", "r", 2000, TODAY, build_docs=False)
+    assert [o.kwargs["column"] for o in report.warnings] == [column]
+
+
+def test_many_rejected_files_in_a_large_archive_raise_a_warning(tmp_path):
+    publication = _calibration_publication(tmp_path, 2000, "SELECT * FROM events")
+    with duckdb.connect() as con:
+        files = f"{publication}/files"
+        con.execute(
+            f"CREATE TABLE f AS SELECT * REPLACE ("
+            f"CASE WHEN status = 'parsed' AND hash(file_path) % 10 = 0 THEN 'rejected' ELSE status END AS status) "
+            f"FROM read_parquet('{files}/*.parquet')"
+        )
+        count = con.execute("SELECT count(*) FROM f").fetchone()[0]
+        for part in (publication / "files").glob("*.parquet"):
+            part.unlink()
+        con.execute(f"COPY f TO '{files}/all.parquet' (FORMAT parquet)")
+    report = validate_publication(
+        publication, tmp_path / "v", "r", count, TODAY, only={"run_summary"}, build_docs=False
+    )
+    assert "share_rejected_large" in [o.kwargs["column"] for o in report.warnings]
 
 
 def set_first(table: str, column: str, value: str) -> str:

@@ -14,8 +14,8 @@ from tests.conftest import SAMPLE
 pytestmark = pytest.mark.flow
 
 
-def run_cli(output: Path, capsys) -> tuple[int, str]:
-    code = cli.main(["run", "--input", str(SAMPLE), "--output", str(output), "--no-progress"])
+def run_cli(output: Path, capsys, *extra: str) -> tuple[int, str]:
+    code = cli.main(["run", "--input", str(SAMPLE), "--output", str(output), "--no-progress", *extra])
     return code, capsys.readouterr().err
 
 
@@ -44,14 +44,13 @@ def test_disk_full_while_swapping_the_catalog(prefect_server, tmp_path, monkeypa
         return real_replace(src, dst, *args, **kwargs)
 
     monkeypatch.setattr(publish.os, "replace", full_disk)
-    code, err = run_cli(out, capsys)
+    code, err = run_cli(out, capsys, "--full-refresh")
     assert code == 1
     assert err.strip().splitlines() == [
         f"error: No space left on device ({out.resolve() / 'news.duckdb'}); the previous publication is intact"
     ]
-    # the catalog and `current` are untouched; the new (complete) publication may stay until pruned
-    after = state(out)
-    assert after[:2] == before[:2]
+    # the catalog, `current` and the kept publications are untouched: the failed one is gone
+    assert state(out) == before
     monkeypatch.undo()
     assert run_cli(out, capsys)[0] == 0
 
@@ -64,11 +63,11 @@ def test_permission_lost_while_writing_staging_files(prefect_server, tmp_path, m
     before = state(out)
     (SAMPLE / "news").stat()  # the input is fine; the output is what fails
 
-    def denied(table, where, **kwargs):
-        raise PermissionError(errno.EACCES, "Permission denied", str(where))
+    def denied(target, table, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(target))
 
-    monkeypatch.setattr(stage.pq, "write_table", denied)
-    code, err = run_cli(out, capsys)
+    monkeypatch.setattr(stage, "save_parquet", denied)
+    code, err = run_cli(out, capsys, "--full-refresh")
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1
     assert lines[0].startswith("error: Permission denied (") and lines[0].endswith(

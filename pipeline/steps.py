@@ -1,0 +1,209 @@
+"""The run's stages as library functions, each returning a typed result; the Prefect flow
+(flows/news_etl.py) only composes them.
+
+What a run rebuilds is decided once, here, in `plan_run`: whether every file is parsed
+again (a full refresh, another parser), which publication an incremental build starts from
+(the one the committed manifest describes, built by this code), and whether that
+publication's parts passed the same expectation suites.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from pipeline import incremental, runs
+from pipeline.cluster import DaskTarget, Pool, dask_pool
+from pipeline.config import OutputLayout, RunConfig
+from pipeline.discover import discover_table, read_listing, release_arrow_memory, write_listing
+from pipeline.faults import checkpoint
+from pipeline.normalize import Previous
+from pipeline.progress import batch_progress
+from pipeline.publish import current_run_id, is_complete
+from pipeline.stage import stage_all
+from pipeline.tables import row_count
+
+# A run whose `events` would hold fewer than this share of the current publication's events
+# is refused (an unmounted share looks like an empty archive), unless allowed.
+SHRINK_FLOOR = 0.9
+
+
+class ShrinkRefused(Exception):
+    """The new publication would lose too many events; nothing was published."""
+
+
+def check_state(layout: OutputLayout) -> list[str]:
+    """Set aside state that cannot be read (the manifest, the run log) and rebuild it; one
+    warning per file set aside. The registry does the same when it is loaded."""
+    warnings = []
+    current = current_run_id(layout)
+    publication = layout.publication(current) if current else None
+    for warning in (
+        incremental.check_manifest(layout.manifest),
+        runs.check_log(layout.run_log, publication if publication and is_complete(publication) else None),
+    ):
+        if warning:
+            warnings.append(warning)
+    return warnings
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What this run rebuilds, decided once before parsing."""
+
+    current: str | None  # the current publication's run id
+    reparse_all: str | None  # why every file is parsed again; None: only new and changed files
+    base: Previous | None  # the publication an incremental build starts from; None: a full build
+    checked: bool  # the base's parts passed this run's expectation suites
+    expectations: str  # fingerprints this run records in its manifest
+    code: str
+
+
+def plan_run(config: RunConfig) -> RunPlan:
+    layout = config.layout
+    current = current_run_id(layout)
+    origin = incremental.manifest_origin(layout.manifest)
+    expectations = incremental.fingerprint(config.expectations_dir)
+    code = incremental.code_fingerprint(config.build_options)
+    reparse = None
+    if config.full_refresh:
+        reparse = "a full refresh was asked for"
+    elif origin.parser is not None and origin.parser != incremental.parser_fingerprint():
+        reparse = "the parser changed since the last run: parsing every file again"
+    base = None
+    if (
+        reparse is None
+        and current is not None
+        and origin.run_id == current
+        and origin.code == code
+        and is_complete(layout.publication(current))
+    ):
+        base = Previous(layout.publication(current), layout.manifest)
+    return RunPlan(
+        current, reparse, base, base is not None and origin.expectations == expectations, expectations, code
+    )
+
+
+def discover_input(config: RunConfig, listing: Path) -> int:
+    """List (and stat) every *.md file under the input into the run's listing; the count."""
+    files = discover_table(config.input_dir)
+    write_listing(files, listing)
+    checkpoint("discover:listed")
+    count = files.num_rows
+    del files
+    release_arrow_memory()
+    return count
+
+
+@contextmanager
+def parse_pool(config: RunConfig) -> Iterator[Pool | None]:
+    """The Dask cluster's executor with --dask; None means local worker processes."""
+    if config.dask is None:
+        yield None
+        return
+    with dask_pool(DaskTarget.parse(config.dask)) as pool:
+        yield pool
+
+
+@dataclass(frozen=True)
+class ParseInfo:
+    files_read: int
+    unchanged: bool  # same files, same content, same code and suites as the current publication
+    warnings: list[str] = field(default_factory=list)
+
+
+def parse_changes(
+    config: RunConfig, plan: RunPlan, listing: Path, run_id: str, next_manifest: Path
+) -> ParseInfo:
+    """Parse new and changed files (all of them when the plan says so) into staging batches
+    and write the next manifest. When nothing changed, the manifest is committed at once and
+    the run needs no new publication."""
+    layout = config.layout
+    files = read_listing(listing)
+    previous = incremental.read_manifest(layout.manifest)
+    live = incremental.live_batches(previous)
+    incremental.collect_garbage(layout.staging, live)
+    checkpoint("parse:collected-garbage")
+    warnings = []
+    if plan.reparse_all:
+        previous = incremental.MANIFEST_SCHEMA.empty_table()
+        broken: set[str] = set()
+    else:
+        broken = incremental.broken_batches(layout.staging, live)
+        if broken:
+            warnings.append(
+                f"{len(broken)} staging batch(es) in {layout.staging} could not be read; "
+                "their files are parsed again"
+            )
+    todo = incremental.plan(files, previous, config.today, broken)
+    with batch_progress(todo.num_rows, enabled=config.show_progress) as advance, parse_pool(config) as pool:
+        results = stage_all(
+            todo,
+            layout.staging,
+            config.today,
+            config.batch_size,
+            pool.slots if pool else config.workers,
+            advance,
+            prefix=run_id,
+            executor=pool.executor if pool else None,
+        )
+    checkpoint("parse:all-batches")
+    manifest = incremental.next_manifest(files, todo, previous, layout.staging, [r.batch for r in results])
+    unchanged = (
+        plan.base is not None and plan.checked and not broken and incremental.same_content(manifest, previous)
+    )
+    origin = plan.current if unchanged and plan.current else run_id
+    incremental.write_manifest(manifest, next_manifest, origin, plan.expectations, plan.code)
+    checkpoint("parse:manifest-written")
+    if unchanged:
+        commit_manifest(layout, next_manifest)
+    count = todo.num_rows
+    del files, previous, todo, manifest
+    release_arrow_memory()
+    return ParseInfo(count, unchanged, warnings)
+
+
+def commit_manifest(layout: OutputLayout, next_manifest: Path) -> None:
+    """Make the run's manifest the committed one and drop staging batches it does not name."""
+    import os
+
+    if next_manifest.exists():
+        os.replace(next_manifest, layout.manifest)
+    checkpoint("publish:manifest-committed")
+    incremental.collect_garbage(layout.staging, incremental.committed_batches(layout.manifest))
+
+
+def check_shrink(config: RunConfig, plan: RunPlan, publication: Path) -> None:
+    """Refuse a publication holding fewer than SHRINK_FLOOR of the current one's events."""
+    if config.allow_shrink or plan.current is None:
+        return
+    current = config.layout.publication(plan.current)
+    if not is_complete(current):
+        return
+    before, after = row_count(current, "events"), row_count(publication, "events")
+    if after < SHRINK_FLOOR * before:
+        raise ShrinkRefused(
+            f"the new publication would hold {after} events, fewer than {SHRINK_FLOOR:.0%} of the "
+            f"current publication's {before}; nothing published (an empty or half-mounted input "
+            "folder?). Run with --allow-shrink if the archive really shrank"
+        )
+
+
+def file_counts(record: runs.RunRecord, publication: Path) -> dict[str, dict[str, int]]:
+    """Fill the record's per-status file counts from the publication; {status: {reason: n}}."""
+    statuses = runs.file_statuses(publication)
+    record.parsed = sum(statuses.get("parsed", {}).values())
+    record.rejected = sum(statuses.get("rejected", {}).values())
+    record.skipped = sum(statuses.get("skipped", {}).values())
+    record.duplicates = sum(statuses.get("duplicate", {}).values())
+    return statuses
+
+
+def empty_listing() -> pa.Table:
+    from pipeline.discover import LISTING_SCHEMA
+
+    return LISTING_SCHEMA.empty_table()
