@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PYTHON = VENV / "bin" / "python"
 STAMP = VENV / ".installed"
+COMPAT_DUCKDB_VERSION = "1.5.6"
+COMPAT_DUCKDB = VENV / "compat" / "duckdb-1.5"
 
 
 def ensure_env() -> None:
@@ -40,6 +42,9 @@ def ensure_env() -> None:
     pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
     subprocess.run([*pip, "-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[test]"], check=True)
+    # The catalog must open in DuckDB 1.x readers: the tests read it with this one.
+    if not (COMPAT_DUCKDB / "duckdb").is_dir():
+        subprocess.run([*pip, "--target", str(COMPAT_DUCKDB), f"duckdb=={COMPAT_DUCKDB_VERSION}"], check=True)
     STAMP.write_text(want)
 
 

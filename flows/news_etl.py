@@ -17,6 +17,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import TerminationSignal
 
 from pipeline import publish as publishing
 from pipeline import runs, steps
@@ -236,7 +237,7 @@ def _run(config: RunConfig) -> dict[str, Any]:
         # seen once it is); the run log says so only after the swap succeeded.
         record.published, record.outcome = True, runs.PUBLISHED
         log = runs.append(layout.run_log, _pending(record))
-        runs.write_table(log, runs_file(publication))
+        runs.write_table(runs.with_record(log, record), runs_file(publication))
         checkpoint("publish:runs-written")
         publish_tables(config, record.run_id, next_manifest, registry)
         runs.append(layout.run_log, record)
@@ -322,7 +323,7 @@ def _record_failure(layout: Any, record: runs.RunRecord, exc: BaseException) -> 
         record.outcome, record.detail = runs.VALIDATION_FAILED, str(exc).splitlines()[0]
     elif isinstance(exc, steps.ShrinkRefused):
         record.outcome, record.detail = runs.SHRINK_REFUSED, str(exc)
-    elif isinstance(exc, Interrupted | KeyboardInterrupt):
+    elif isinstance(exc, Interrupted | KeyboardInterrupt | TerminationSignal):
         record.outcome, record.detail = runs.INTERRUPTED, "interrupted by a signal"
     else:
         record.outcome = runs.FAILED

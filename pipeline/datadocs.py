@@ -42,6 +42,7 @@ _ASSETS: dict[str, str | None] = {
     "vega-embed@6": None,
 }
 _TAG = re.compile(r"<(script|link|img)\b[^>]*?\b(src|href)=\"(https?://[^\"]*)\"[^>]*>(\s*</script>)?", re.I)
+_INTEGRITY = re.compile(r"\s+(?:integrity|crossorigin)=\"[^\"]*\"", re.I)
 _LOGO = re.compile(
     r"https://great-expectations-web-assets\.s3\.[a-z0-9-]+\.amazonaws\.com/logo-long\.png[^\"]*"
 )
@@ -84,7 +85,10 @@ def _rewrite(page: Path, docs: Path) -> None:
         target = _ASSETS[name]
         if target is None:
             return ""
-        return match[0].replace(url, f"{up}{VENDOR}/{target}")
+        # A subresource-integrity hash names the CDN's file, and `crossorigin` blocks a file://
+        # page from running it: both go.
+        tag = _INTEGRITY.sub("", match[0])
+        return tag.replace(url, f"{up}{VENDOR}/{target}")
 
     text = _TAG.sub(local, text)
     text = _LOGO.sub(f"{up}static/images/logo-long.png", text)

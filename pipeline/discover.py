@@ -100,7 +100,9 @@ class _Helper:
         self.folders = folders
         self.pool: ProcessPoolExecutor | None = None
         try:
-            self.pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+            self.pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=get_context("spawn"), initializer=walk.ignore_interrupts
+            )
             self.future = self.pool.submit(walk.walk_share, folders)
         except Exception:  # no process can be started here
             self.shutdown()

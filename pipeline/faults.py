@@ -4,14 +4,20 @@ The crash-safety test SIGKILLs a real run at each of these moments and checks
 that the catalog still shows a complete publication and that the next run
 completes. With `PIPELINE_CRASH_ONCE=<file>` only the first process to reach the
 point dies (it creates the file): the Dask test kills one worker mid-batch and
-expects the retried batch to succeed. Without the variables a checkpoint costs
-one dictionary lookup.
+expects the retried batch to succeed.
+
+`PIPELINE_STALL_AT=<name>` makes the run stop at the point as if a step took minutes (the
+interrupt tests send their signal then; `PIPELINE_STALL_FLAG=<file>` is created on arrival).
+With `PIPELINE_STALL_SIGNALS=blocked` the stall also blocks SIGINT and SIGTERM in the main
+thread, like a long C call that Python cannot interrupt. Without the variables a checkpoint
+costs two dictionary lookups.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 CRASH_POINTS = (
     "discover:listed",
@@ -41,6 +47,8 @@ CRASH_POINTS = (
 
 
 def checkpoint(name: str) -> None:
+    if os.environ.get("PIPELINE_STALL_AT") == name:
+        _stall()
     if os.environ.get("PIPELINE_CRASH_AT") == name:
         once = os.environ.get("PIPELINE_CRASH_ONCE")
         if once:
@@ -49,3 +57,14 @@ def checkpoint(name: str) -> None:
             except FileExistsError:
                 return
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _stall(seconds: float = 120.0) -> None:
+    if os.environ.get("PIPELINE_STALL_SIGNALS") == "blocked":
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    flag = os.environ.get("PIPELINE_STALL_FLAG")
+    if flag:
+        os.close(os.open(flag, os.O_CREAT | os.O_WRONLY))
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.05)

@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.faults import checkpoint
+from pipeline.interrupt import track
 from pipeline.schema import STAGING
 from pipeline.sqltext import model_sql, sql_list, sql_literal
 from pipeline.storylines import DEFAULT_RULE, StorylineRule, write_storylines
@@ -93,7 +94,7 @@ def connect(work_dir: Path, threads: int, memory_limit: str) -> duckdb.DuckDBPyC
     """An in-memory DuckDB that spills to `work_dir` rather than exceed `memory_limit`."""
     spill = work_dir / "duckdb-spill"
     spill.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(config={"threads": threads, "memory_limit": memory_limit})
+    con = track(duckdb.connect(config={"threads": threads, "memory_limit": memory_limit}))
     con.execute("SET enable_progress_bar = false")
     con.execute(f"SET temp_directory = {sql_literal(str(spill))}")
     return con

@@ -100,12 +100,15 @@ def read_log(path: Path) -> pa.Table:
 
 def append(path: Path, record: RunRecord) -> pa.Table:
     """Add (or replace) `record` in the log at `path`, atomically; return the whole log."""
-    log = read_log(path)
-    log = log.filter(pa.compute.not_equal(log["run_id"], record.run_id)) if log.num_rows else log
-    row = pa.Table.from_pylist([asdict(record)], schema=SCHEMA)
-    log = pa.concat_tables([log, row])
+    log = with_record(read_log(path), record)
     save_parquet(path, log)
     return log
+
+
+def with_record(log: pa.Table, record: RunRecord) -> pa.Table:
+    """`log` with `record`'s row replaced (or added)."""
+    kept = log.filter(pa.compute.not_equal(log["run_id"], record.run_id)) if log.num_rows else log
+    return pa.concat_tables([kept, pa.Table.from_pylist([asdict(record)], schema=SCHEMA)])
 
 
 def file_statuses(publication: Path) -> dict[str, dict[str, int]]:

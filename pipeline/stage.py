@@ -27,6 +27,7 @@ from pipeline.discover import InputFile, Listed, listed
 from pipeline.domains import registered_domain
 from pipeline.faults import checkpoint
 from pipeline.ids import tag_id, tag_key
+from pipeline.interrupt import ignore_in_worker
 from pipeline.locations import is_url
 from pipeline.parse import ParsedEvent, Rejected, parse_document
 from pipeline.schema import STAGING
@@ -405,8 +406,16 @@ def stage_all(
             if on_batch:
                 on_batch(results[-1])
         return results
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=get_context("spawn"), initializer=ignore_in_worker
+    )
+    try:
         return _run_on(pool, 2 * workers, keys, batch, directory, today, results, on_batch)
+    except BaseException:  # interrupted or failed: batches not started yet are dropped
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def _run_on(

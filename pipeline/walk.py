@@ -151,6 +151,14 @@ def walk(pending: list[Folder], chunks: list[Chunk], stop_after: int = -1) -> in
     return listed
 
 
+def ignore_interrupts() -> None:
+    """In a helper process: a terminal's Ctrl-C is the main process's to handle (it shuts the
+    helper down), not a KeyboardInterrupt traceback here."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def walk_share(folders: list[Folder]) -> list[Chunk]:
     """Everything under `folders`: what the helper process runs."""
     chunks: list[Chunk] = []

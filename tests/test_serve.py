@@ -12,14 +12,37 @@ def test_serve_builds_a_scheduled_deployment_of_the_real_flow(tmp_path):
     from flows.news_etl import news_etl
 
     args = _parser().parse_args(
-        ["serve", "--cron", "0 * * * *", "--input", "examples/news", "--output", str(tmp_path)]
+        [
+            "serve",
+            "--cron",
+            "0 * * * *",
+            "--input",
+            "examples/news",
+            "--output",
+            str(tmp_path / "out"),
+            "--allow-shrink",
+            "--keep",
+            "5",
+            "--retention",
+            "2h",
+            "--workers",
+            "1",
+        ]
     )
     options = serve_options(args)
     deployment = news_etl.to_deployment(**options)
     assert deployment.name == "news-etl-scheduled"
     assert [s.schedule.cron for s in deployment.schedules] == ["0 * * * *"]
     assert Path(deployment.parameters["input"]).is_absolute()
-    assert deployment.parameters["output"] == str(tmp_path)
+    assert deployment.parameters["output"] == str(tmp_path / "out")
+    # the run's options reach every scheduled run, and each is a parameter of the real flow
+    assert {k: deployment.parameters[k] for k in ("allow_shrink", "keep", "retention", "workers")} == {
+        "allow_shrink": True,
+        "keep": 5,
+        "retention": "2h",
+        "workers": 1,
+    }
+    assert set(deployment.parameters) <= set(news_etl.parameters.properties)
 
 
 def test_prefect_yaml_declares_the_same_deployment():

@@ -116,6 +116,15 @@ def _calibration_publication(tmp_path: Path, events: int, edit: str, rejected: i
         con.execute(
             f"COPY (SELECT * EXCLUDE (n) FROM edited) TO '{publication}/events/all.parquet' (FORMAT parquet)"
         )
+        # on real content every related link resolves; generated stories also link outside the
+        # generated range: make 99% resolve, as a healthy real archive would
+        con.execute(
+            f"CREATE TABLE r AS SELECT * REPLACE (hash(event_id, position) % 100 <> 0 AS resolved) "
+            f"FROM read_parquet('{publication}/relations/*.parquet')"
+        )
+        for part in (publication / "relations").glob("*.parquet"):
+            part.unlink()
+        con.execute(f"COPY r TO '{publication}/relations/all.parquet' (FORMAT parquet)")
     return publication
 
 
