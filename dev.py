@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Set-up and entry points that need nothing but Python 3.11.
 
-    python3 dev.py run     # make .venv if needed, then run the pipeline on examples/news into output/
-    python3 dev.py test    # make .venv if needed, then run the test suite
+    python3 dev.py run           # make .venv if needed, then run the pipeline on examples/news into output/
+    python3 dev.py test          # make .venv if needed, then run the whole test suite
+    python3 dev.py test --fast   # the unit tests only (no end-to-end, no Prefect flow): under a minute
+    python3 dev.py lint          # ruff check, ruff format --check and mypy, all clean
 
 The virtual environment is (re)installed only when pyproject.toml or
 constraints.txt changed since the last install; constraints.txt pins every
@@ -72,15 +74,37 @@ def ensure_chromium() -> None:
 
 def main() -> int:
     command, args = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
-    if command not in ("run", "test"):
+    if command not in ("run", "test", "lint"):
         print(__doc__)
         return 2
     ensure_env()
     os.chdir(ROOT)
     if command == "run":
         return subprocess.call([str(PYTHON), "-m", "pipeline", "run", *args])
+    if command == "lint":
+        return lint()
+    if "--fast" in args:
+        args = [a for a in args if a != "--fast"]
+        return subprocess.call([str(PYTHON), "-m", "pytest", "-m", "not e2e and not flow", *args])
     ensure_chromium()
     return subprocess.call([str(PYTHON), "-m", "pytest", *args])
+
+
+LINTED = ["pipeline", "flows", "tests", "benchmarks", "expectations", "dev.py"]
+
+
+def lint() -> int:
+    """Every check, each reported; non-zero if any fails."""
+    checks = [
+        [str(PYTHON), "-m", "ruff", "check", *LINTED],
+        [str(PYTHON), "-m", "ruff", "format", "--check", *LINTED],
+        [str(PYTHON), "-m", "mypy"],
+    ]
+    failed = 0
+    for check in checks:
+        print("$", " ".join(check[2:]), flush=True)
+        failed |= subprocess.call(check)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.parse import parse_document  # noqa: E402
+from pipeline.parse.document import parse_document  # noqa: E402
 
 # What parse.py's fast item regexes accept, in RE2 syntax (named groups, no possessives).
 DATE = r"^### \[(?P<y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})\]"

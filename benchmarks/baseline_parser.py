@@ -3,7 +3,7 @@
 This is how one would write the parser with a Markdown library: tokenize the
 document with CommonMark rules, then walk the tokens (date heading, title,
 summary paragraphs, Source and Related lists). It extracts the same fields as
-`pipeline.parse.parse_document` for well-formed documents (checked on a sample
+`pipeline.parse.document.parse_document` for well-formed documents (checked on a sample
 by the benchmark) but none of its reject and quarantine rules, so it is, if
 anything, flattered by the comparison.
 """

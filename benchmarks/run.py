@@ -6,7 +6,7 @@ benchmarks/.cache/), measured in the same session so the numbers compare:
 - startup      `python -m pipeline run` over an empty archive (the fixed cost of a run)
 - io_floor     reading every input file's bytes, nothing else (2 processes, like the parser),
                from storage: the archive is evicted from the page cache first, and again before
-               the full build. Read with the pipeline's own read-ahead (pipeline.stage.read_ahead),
+               the full build. Read with the pipeline's own read-ahead (pipeline.parse.stage.read_ahead),
                the fastest reader we have; the naive floor (one open-and-read at a time, the
                floor of earlier BENCHMARKS.md sections) is shown beside it
 - full         `python -m pipeline run --full-refresh` into a fresh output folder
@@ -100,7 +100,7 @@ def _read_all(paths: list[str]) -> int:
 
 
 def _read_ahead_all(paths: list[str], batch: int = 2000) -> int:
-    from pipeline.stage import read_ahead
+    from pipeline.parse.stage import read_ahead
 
     total = 0
     for start in range(0, len(paths), batch):
@@ -145,12 +145,12 @@ def io_floor(archive: Path, reader: Callable[[list[str]], int] = _read_ahead_all
 
 
 def archive_for(size: int) -> Path:
-    from pipeline.generate import VERSION
+    from pipeline.synthetic.generate import VERSION
 
     path = CACHE / f"archive-{size}-v{VERSION}"
     if not (path / ".complete").exists():
         shutil.rmtree(path, ignore_errors=True)
-        from pipeline.generate import generate
+        from pipeline.synthetic.generate import generate
 
         generate(size, path, seed=2026, malformed=0.01, today=TODAY)
         (path / ".complete").write_text("ok")
@@ -165,7 +165,7 @@ def parse_speed(archive: Path, documents: int = 3000, repeats: int = 7) -> dict[
     of other load can spoil a pass: with 3 passes one 200k run read 90 us instead of 43."""
     from baseline_parser import parse_baseline
 
-    from pipeline.parse import ParsedEvent, parse_document
+    from pipeline.parse.document import ParsedEvent, parse_document
 
     paths = sorted(p for p in (archive / "news").rglob("*.md") if p.name != "index.md")
     step = max(1, len(paths) // documents)
@@ -259,8 +259,8 @@ def add_related_files(archive: Path, count: int, tag: str) -> Path:
     """`count` new events as the portal adds them: each relates to an earlier event of the
     archive and names that event's own contexts, so tags, relations, `resolved` and the
     storylines of earlier years change too (add_files' events touch only their own year)."""
-    from pipeline.ids import slugify
-    from pipeline.parse import ParsedEvent, parse_document
+    from pipeline.parse.document import ParsedEvent, parse_document
+    from pipeline.parse.ids import slugify
 
     paths = sorted((archive / "news").rglob("*.md"))
     step = max(1, len(paths) // (count * 4))

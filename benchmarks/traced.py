@@ -17,7 +17,7 @@ from pathlib import Path
 STARTED = time.perf_counter()
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's pipeline
 
-import pipeline.faults as faults  # noqa: E402  (patched before any module imports `checkpoint`)
+import pipeline.core.faults as faults  # noqa: E402  (patched before any module imports `checkpoint`)
 
 _marks: list[tuple[str, float]] = []
 _original = faults.checkpoint

@@ -19,18 +19,19 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import TerminationSignal
 
-from pipeline import publish as publishing
-from pipeline import runs, steps
-from pipeline.config import DEFAULT_INPUT, DEFAULT_OUTPUT, RunConfig
-from pipeline.discover import InputMissing, InputUnlistable
-from pipeline.faults import checkpoint
-from pipeline.lock import claim_output, output_lock
-from pipeline.normalize import NormalizeResult, normalize
-from pipeline.registry import Registry, parse_duration
-from pipeline.report import Validation, write_report
-from pipeline.storylines import StorylineRule
-from pipeline.tables import runs_file
-from pipeline.validate import ValidationReport, validate_publication
+from pipeline import steps
+from pipeline.core.config import DEFAULT_INPUT, DEFAULT_OUTPUT, RunConfig, StorylineRule
+from pipeline.core.faults import checkpoint
+from pipeline.core.locations import output_location
+from pipeline.core.lock import claim_output, output_lock
+from pipeline.core.tables import runs_file
+from pipeline.extract.discover import InputMissing, InputUnlistable
+from pipeline.publish import catalog as publishing
+from pipeline.publish import runs
+from pipeline.publish.registry import Registry, parse_duration
+from pipeline.publish.report import Validation, write_report
+from pipeline.quality.validate import ValidationReport, validate_publication
+from pipeline.transform.normalize import NormalizeResult, normalize
 
 
 class ValidationFailed(Exception):
@@ -175,7 +176,7 @@ def news_etl(
         options["workers"] = workers
     if expectations:
         options["expectations_dir"] = Path(expectations)
-    config = RunConfig(input, output, show_progress=show_progress, **options)
+    config = RunConfig(input, output_location(output), show_progress=show_progress, **options)
     layout = config.layout
     claim_output(layout.root)
     with output_lock(layout.lock, wait=wait_for_lock):
@@ -317,7 +318,7 @@ def _result(config: RunConfig, record: runs.RunRecord, warnings: list[str]) -> d
 
 def _record_failure(layout: Any, record: runs.RunRecord, exc: BaseException) -> None:
     """Add the failed or interrupted run to the run log (best effort: the disk may be full)."""
-    from pipeline.interrupt import Interrupted
+    from pipeline.core.interrupt import Interrupted
 
     if isinstance(exc, ValidationFailed):
         record.outcome, record.detail = runs.VALIDATION_FAILED, str(exc).splitlines()[0]

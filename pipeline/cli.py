@@ -17,8 +17,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import DEFAULT_INPUT, DEFAULT_OUTPUT
-from pipeline.storylines import StorylineRule
+from pipeline.core.config import DEFAULT_INPUT, DEFAULT_OUTPUT, StorylineRule
 
 DEFAULT_CRON = "*/30 * * * *"
 INTACT = "the previous publication is intact"
@@ -198,7 +197,7 @@ def _fail(message: str) -> int:
 
 
 def _dictionary(args: argparse.Namespace) -> int:
-    from pipeline.dictionary import markdown
+    from pipeline.publish.dictionary import markdown
 
     print(markdown(), end="")
     return 0
@@ -217,9 +216,9 @@ def quiet_prefect(verbose: bool) -> None:
 def run_parameters(args: argparse.Namespace) -> dict[str, Any]:
     """Check a run's options before anything else happens (no lock, no Prefect, no folder
     made) and turn them into the flow's parameters; UsageError says what is wrong."""
-    from pipeline.cluster import ClusterError, DaskTarget
-    from pipeline.locations import LocationError, input_location, output_location
-    from pipeline.registry import parse_duration
+    from pipeline.core.cluster import ClusterError, DaskTarget
+    from pipeline.core.locations import LocationError, input_location, output_location
+    from pipeline.publish.registry import parse_duration
 
     try:
         source = input_location(args.input)
@@ -257,9 +256,9 @@ def run_parameters(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.config import OutputLayout
-    from pipeline.interrupt import Interrupted, stop_on_signals
-    from pipeline.lock import NotOurFolder, OutputLocked, claim_output, output_lock
+    from pipeline.core.config import OutputLayout
+    from pipeline.core.interrupt import Interrupted, stop_on_signals
+    from pipeline.core.lock import NotOurFolder, OutputLocked, claim_output, output_lock
 
     parameters = run_parameters(args)
     layout = OutputLayout(Path(parameters["output"]))
@@ -286,7 +285,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, default=str, indent=1, sort_keys=True))
     else:
-        from pipeline.summary import print_summary
+        from pipeline.publish.summary import print_summary
 
         print_summary(result)
     return 0
@@ -295,7 +294,7 @@ def _run(args: argparse.Namespace) -> int:
 def _run_flow(args: argparse.Namespace, parameters: dict[str, Any]) -> dict[str, Any]:
     quiet_prefect(verbose=args.verbose)
     from flows.news_etl import news_etl
-    from pipeline.prefect_api import prefect_api
+    from pipeline.core.prefect_api import prefect_api
 
     # The imports above leave a few hundred thousand long-lived objects that every full
     # collection would scan again; frozen, they are skipped (full collections in a run over an
@@ -311,9 +310,9 @@ def _run_flow(args: argparse.Namespace, parameters: dict[str, Any]) -> dict[str,
 
 def _run_failure(exc: BaseException, verbose: bool) -> int:
     from flows.news_etl import ValidationFailed
-    from pipeline.cluster import ClusterError
-    from pipeline.discover import InputMissing, InputUnlistable
-    from pipeline.lock import NotOurFolder, OutputLocked
+    from pipeline.core.cluster import ClusterError
+    from pipeline.core.lock import NotOurFolder, OutputLocked
+    from pipeline.extract.discover import InputMissing, InputUnlistable
     from pipeline.steps import ShrinkRefused
 
     if isinstance(exc, ValidationFailed | ShrinkRefused | InputUnlistable):
@@ -338,15 +337,15 @@ def _interrupted(code: int) -> int:
 
 def _deadline(layout: Any, signum: int) -> None:
     """The run did not unwind in time after a signal: clean up what we can and exit."""
-    from pipeline.interrupt import exit_now
-    from pipeline.prefect_api import stop_servers
-    from pipeline.registry import remove_tree
+    from pipeline.core.interrupt import exit_now
+    from pipeline.core.prefect_api import stop_servers
+    from pipeline.publish.registry import remove_tree
 
     try:
         print(f"error: interrupted; {INTACT}", file=sys.stderr, flush=True)
         stop_servers(timeout=1.0)
         if layout.work.is_dir():
-            from pipeline.publish import load_registry
+            from pipeline.publish.catalog import load_registry
 
             for run_id in load_registry(layout).entries:
                 remove_tree(layout.run_work(run_id))
@@ -386,7 +385,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 # --- status, history, rollback ---------------------------------------------------------------------
 def _status(args: argparse.Namespace) -> int:
-    from pipeline.status import StatusError, render, status
+    from pipeline.publish.status import StatusError, render, status
 
     try:
         info = status(args.output.resolve())
@@ -397,7 +396,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from pipeline.status import StatusError, history_lines
+    from pipeline.publish.status import StatusError, history_lines
 
     try:
         lines = history_lines(args.output.resolve())
@@ -408,9 +407,9 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from pipeline.config import OutputLayout
-    from pipeline.lock import OutputLocked, is_ours, output_lock
-    from pipeline.publish import rollback
+    from pipeline.core.config import OutputLayout
+    from pipeline.core.lock import OutputLocked, is_ours, output_lock
+    from pipeline.publish.catalog import rollback
 
     layout = OutputLayout(args.output.resolve())
     if not is_ours(layout.root):
@@ -428,7 +427,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 # --- generate, export ---------------------------------------------------------------------------------
 def _generate(args: argparse.Namespace) -> int:
-    from pipeline.generate import generate
+    from pipeline.synthetic.generate import generate
 
     if args.events < 0 or not 0.0 <= args.malformed <= 1.0:
         return _fail("--events must be >= 0 and --malformed within 0..1")
@@ -438,7 +437,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from pipeline.export import ExportError, export
+    from pipeline.publish.export import ExportError, export
 
     try:
         target = export(args.output, args.format, args.to, force=args.force, csv_raw=args.csv_raw)

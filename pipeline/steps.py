@@ -16,16 +16,17 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline import incremental, runs
-from pipeline.cluster import DaskTarget, Pool, dask_pool
-from pipeline.config import OutputLayout, RunConfig
-from pipeline.discover import discover_table, read_listing, release_arrow_memory, write_listing
-from pipeline.faults import checkpoint
-from pipeline.normalize import Previous
-from pipeline.progress import batch_progress
-from pipeline.publish import current_run_id, is_complete
-from pipeline.stage import stage_all
-from pipeline.tables import row_count
+from pipeline.core.cluster import DaskTarget, Pool, dask_pool
+from pipeline.core.config import OutputLayout, RunConfig
+from pipeline.core.faults import checkpoint
+from pipeline.core.progress import batch_progress
+from pipeline.core.tables import row_count
+from pipeline.extract.discover import discover_table, read_listing, release_arrow_memory, write_listing
+from pipeline.parse.stage import stage_all
+from pipeline.publish import runs
+from pipeline.publish.catalog import current_run_id, is_complete
+from pipeline.transform import incremental
+from pipeline.transform.normalize import Previous
 
 # A run whose `events` would hold fewer than this share of the current publication's events
 # is refused (an unmounted share looks like an empty archive), unless allowed.
@@ -204,6 +205,6 @@ def file_counts(record: runs.RunRecord, publication: Path) -> dict[str, dict[str
 
 
 def empty_listing() -> pa.Table:
-    from pipeline.discover import LISTING_SCHEMA
+    from pipeline.extract.discover import LISTING_SCHEMA
 
     return LISTING_SCHEMA.empty_table()

@@ -68,10 +68,10 @@ def build_tables(input_root: Path, work: Path, batch_size: int = 2000, workers: 
     """discover -> stage -> normalize without Prefect; a DuckDB connection with every table as a view."""
     import duckdb
 
-    from pipeline.discover import discover
-    from pipeline.normalize import MODELS, normalize
-    from pipeline.stage import stage_all
-    from pipeline.tables import table_glob
+    from pipeline.core.tables import table_glob
+    from pipeline.extract.discover import discover
+    from pipeline.parse.stage import stage_all
+    from pipeline.transform.normalize import MODELS, normalize
 
     files = discover(input_root)
     stage_all(files, work / "staging", TODAY, batch_size, workers)

@@ -1,0 +1,154 @@
+"""Where each table lives inside a publication folder, built in one place.
+
+Every table is a folder of Parquet files: `<publication>/<table>/<part>.parquet`.
+The event-keyed tables are split by the year in the event id (`2014.parquet`),
+plus one `none.parquet` (rows without an event: rejected and skipped files; empty
+for the other tables, so that every table always has at least one file). An
+incremental run rewrites only the parts its changes touch and hard-links the
+rest from the previous publication. `tags`, `storylines` and `runs` are one file
+each, `all.parquet`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from pipeline.core.sqltext import sql_literal
+from pipeline.core.storage import atomic_path
+
+YEAR = "year"  # parts by the year of the event id, plus `none` (rows without an event)
+ONE_FILE = "one_file"  # one part, `all.parquet`
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of a publication: the one place its name, key, layout and row order live.
+    Its description and column docs are the data dictionary's entry of the same name
+    (pipeline/publish/dictionary.py); its expectation suite, if any, has its name too."""
+
+    name: str
+    key: tuple[str, ...]  # the columns that say which rows belong together (change sets, #23)
+    layout: str = YEAR
+    order: str = "ALL"  # row order within a part
+    presorted: bool = False  # the model ends with that ORDER BY: fresh rows need no sort
+    published: bool = True  # a view in the catalog; False: kept only for incremental runs
+
+
+# In catalog order.
+TABLES: tuple[Table, ...] = (
+    Table("events", ("event_id",), order="event_id"),
+    Table("files", ("file_path",), order="file_path"),
+    Table("sources", ("event_id",), order="event_id, position"),
+    Table("relations", ("event_id",), order="event_id, position"),
+    Table("relation_tags", ("event_id",), presorted=True),
+    Table("event_tags", ("event_id",), presorted=True),
+    Table("tags", ("tag_id",), layout=ONE_FILE),
+    Table("quarantine", ("event_id",), order="file_path, line_number", presorted=True),
+    Table("storylines", ("storyline_id",), layout=ONE_FILE),
+    Table("event_storylines", ("event_id",)),
+    Table("runs", ("run_id",), layout=ONE_FILE),
+    Table("tag_spellings", ("event_id",), presorted=True, published=False),
+)
+TABLE: dict[str, Table] = {t.name: t for t in TABLES}
+PUBLISHED: tuple[str, ...] = tuple(t.name for t in TABLES if t.published)
+# Analytical views in the catalog, one `.sql` file each in pipeline/transform/sql/views/.
+VIEWS: tuple[str, ...] = ("daily_counts", "tag_timeline", "publishers", "publisher_share", "tag_cooccurrence")
+NO_EVENT = "none"
+WHOLE = "all"
+
+
+def view_sql(name: str) -> str:
+    return (
+        resources.files("pipeline.transform")
+        .joinpath("sql", "views", f"{name}.sql")
+        .read_text(encoding="utf-8")
+    )
+
+
+def part_path(publication: Path, table: str, part: str) -> Path:
+    return publication / table / f"{part}.parquet"
+
+
+def table_glob(publication: Path, table: str) -> str:
+    """An absolute glob over the table's files (DuckDB resolves relative paths against the cwd)."""
+    return str(publication.resolve() / table / "*.parquet")
+
+
+def parts(publication: Path, table: str) -> list[str]:
+    folder = publication / table
+    return sorted(p.stem for p in folder.glob("*.parquet")) if folder.is_dir() else []
+
+
+def runs_file(publication: Path) -> Path:
+    """The last file a publication gets: its presence marks the publication complete."""
+    return part_path(publication, "runs", WHOLE)
+
+
+def row_count(publication: Path, table: str) -> int:
+    """Rows of a table, from the Parquet footers only."""
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in (publication / table).glob("*.parquet"))
+
+
+def row_count_of(path: Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def part_filter(part: str) -> str:
+    """Rows of one part, as a range on event_id so DuckDB can skip row groups by min/max."""
+    if part == NO_EVENT:
+        return "event_id IS NULL"
+    return f"event_id >= {sql_literal(part)} AND event_id < {sql_literal(str(int(part) + 1).zfill(4))}"
+
+
+def link_untouched(old: Path, publication: Path, name: str, rewritten: list[str]) -> int:
+    """Hard-link the previous publication's parts this run did not rewrite (copy if links fail)."""
+    linked = 0
+    for part in parts(old, name):
+        if part in rewritten:
+            continue
+        source, target = part_path(old, name, part), part_path(publication, name, part)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
+        linked += 1
+    return linked
+
+
+def write_part(con: duckdb.DuckDBPyConnection, sql: str, target: Path, parquet_options: str) -> None:
+    """Write the rows of `sql` as one Parquet part, atomically (a temporary file, then rename)."""
+    with atomic_path(target) as tmp:
+        con.execute(f"COPY ({sql}) TO {sql_literal(str(tmp))} ({parquet_options})")
+
+
+def write_parts(
+    con: duckdb.DuckDBPyConnection, jobs: Sequence[tuple[str, Path]], parquet_options: str, workers: int
+) -> None:
+    """Write several parts (`(sql, target)` pairs) `workers` at a time, each on its own cursor
+    of `con`'s database (so the tables they read must not be TEMP: those belong to one
+    connection). One part's COPY keeps about one core busy compressing; two at a time cut
+    the 1M-event build's part writes by about a third (BENCHMARKS.md)."""
+    if workers <= 1 or len(jobs) <= 1:
+        for sql, target in jobs:
+            write_part(con, sql, target, parquet_options)
+        return
+
+    def one(job: tuple[str, Path]) -> None:
+        cursor = con.cursor()
+        try:
+            write_part(cursor, job[0], job[1], parquet_options)
+        finally:
+            cursor.close()
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="write-part") as pool:
+        for future in [pool.submit(one, job) for job in jobs]:
+            future.result()

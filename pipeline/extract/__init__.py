@@ -1,0 +1,1 @@
+"""Stage 1, extract: list the archive's `*.md` files (discover.py, walk.py)."""

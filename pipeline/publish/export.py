@@ -1,0 +1,136 @@
+"""`python -m pipeline export`: a self-contained snapshot of the current publication for tools
+that cannot follow the catalog's Parquet paths.
+
+The snapshot is read from the publication `current` points at when the export starts
+(resolved once, so a run publishing meanwhile cannot mix two versions; the retention window
+keeps that publication on disk while the export reads it) and written into a temporary
+folder beside the target, renamed into place when complete.
+- `duckdb`: `news.duckdb` with every table materialized, the analytical views over those
+  tables, and the data dictionary as comments; it does not refer to the output folder. Written
+  in DuckDB's v1.0 storage format: DuckDB 1.x opens it too.
+- `parquet` / `csv`: one file per table and per view. In CSV, list columns are JSON arrays,
+  and by default text is made safe to open in a spreadsheet (OWASP's advice on CSV
+  injection): a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage return gets a
+  leading `'`, and NUL bytes are dropped. `csv_raw` writes cells exactly as stored.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+
+from pipeline.core.config import OutputLayout
+from pipeline.core.lock import is_ours
+from pipeline.core.sqltext import sql_literal
+from pipeline.core.tables import PUBLISHED, VIEWS
+from pipeline.publish.catalog import attach_tables, connect_file, current_run_id
+
+FORMATS = ("duckdb", "parquet", "csv")
+# Leading characters a spreadsheet reads as a formula (OWASP, "CSV Injection").
+FORMULA_START = "=+-@\t\r"
+
+
+class ExportError(Exception):
+    """Nothing to export, or the target is in the way."""
+
+
+def check_target(layout: OutputLayout, target: Path, force: bool) -> None:
+    if target == layout.root or target.is_relative_to(layout.root) or layout.root.is_relative_to(target):
+        raise ExportError(
+            f"export target {target} is inside the output folder {layout.root} (or holds it); "
+            "the pipeline manages that folder: choose a folder outside it"
+        )
+    if target.exists() and not target.is_dir():
+        raise ExportError(f"export target is a file: {target}")
+    if target.exists() and any(target.iterdir()) and not force:
+        raise ExportError(f"export target is not empty: {target} (use --force to replace it)")
+
+
+def export(output: Path, fmt: str, target: Path, force: bool = False, csv_raw: bool = False) -> Path:
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    layout = OutputLayout(output.resolve())
+    run_id = current_run_id(layout) if is_ours(layout.root) else None
+    if run_id is None:
+        raise ExportError(f"no current publication in {output} (run the pipeline first)")
+    publication = layout.publication(run_id)
+    target = target.resolve()
+    check_target(layout, target, force)
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        if target.is_dir():  # keep the target's permissions (a private 700 folder stays private)
+            os.chmod(staging, target.stat().st_mode & 0o7777)
+        if fmt == "duckdb":
+            _to_duckdb(publication, staging / "news.duckdb")
+        else:
+            _to_files(publication, staging, fmt, csv_raw)
+        replace_folder(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def replace_folder(staging: Path, target: Path) -> None:
+    """Put a complete folder in place of `target`: an empty target is replaced by rename; a
+    full one is renamed aside first and deleted only once the new one is in place."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    if not any(target.iterdir()):
+        target.rmdir()
+        os.replace(staging, target)
+        return
+    aside = target.with_name(f".{target.name}.{os.getpid()}.old")
+    os.replace(target, aside)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        os.replace(aside, target)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _to_duckdb(publication: Path, path: Path) -> None:
+    con = connect_file(path)
+    try:
+        attach_tables(con, publication, materialize=True)
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+
+
+def csv_select(con: duckdb.DuckDBPyConnection, name: str, raw: bool) -> str:
+    """A SELECT of `name` for CSV: lists and structs as JSON; text neutralised unless `raw`."""
+    columns = []
+    for column, kind in con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {name})").fetchall():
+        quoted = '"' + column.replace('"', '""') + '"'
+        if kind.endswith("[]") or kind.startswith(("STRUCT", "MAP")):
+            columns.append(f"to_json({quoted})::VARCHAR AS {quoted}")
+        elif kind == "VARCHAR" and not raw:
+            cell = f"replace({quoted}, chr(0), '')"
+            starts = sql_literal(FORMULA_START)
+            columns.append(
+                f"CASE WHEN contains({starts}, left({cell}, 1)) AND {cell} <> '' "
+                f"THEN '''' || {cell} ELSE {cell} END AS {quoted}"
+            )
+        else:
+            columns.append(quoted)
+    return f"SELECT {', '.join(columns)} FROM {name}"
+
+
+def _to_files(publication: Path, folder: Path, fmt: str, csv_raw: bool) -> None:
+    con = duckdb.connect()
+    try:
+        attach_tables(con, publication)
+        options = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT csv, HEADER true"
+        for name in (*PUBLISHED, *VIEWS):
+            select = f"SELECT * FROM {name}" if fmt == "parquet" else csv_select(con, name, csv_raw)
+            con.execute(f"COPY ({select}) TO {sql_literal(str(folder / f'{name}.{fmt}'))} ({options})")
+    finally:
+        con.close()

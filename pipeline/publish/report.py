@@ -1,0 +1,198 @@
+"""The HTML run report: one self-contained page per run under `OUTPUT/report/`.
+
+Charts are inline SVG drawn here (no script, no CDN, no web font), so the page
+works offline, from a file, in any browser, and there is nothing to fail in a
+console. Every piece of archive text (tag names, publishers, reasons, run ids)
+is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import duckdb
+
+from pipeline.core.sqltext import sql_literal
+from pipeline.core.storage import save_bytes
+from pipeline.core.tables import table_glob
+
+
+@dataclass(frozen=True)
+class Validation:
+    passed: bool
+    checked: int
+    critical_failures: list[str]
+    warnings: list[str]
+    data_docs: Path | None = None  # GX Data Docs index of this run, linked from the page
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
+    return con.execute(sql).fetchall()
+
+
+def gather(publication: Path) -> dict[str, list[tuple]]:
+    """The figures the charts show, from the publication's Parquet."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        for table in ("events", "tags", "sources", "files"):
+            con.execute(
+                f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_literal(table_glob(publication, table))})"
+            )
+        return {
+            "months": _rows(
+                con,
+                "SELECT strftime(date_trunc('month', event_date), '%Y-%m') AS m, count(*) FROM events GROUP BY m ORDER BY m",
+            ),
+            "tags": _rows(con, "SELECT name, event_count FROM tags ORDER BY event_count DESC, name LIMIT 15"),
+            "publishers": _rows(
+                con,
+                "SELECT registered_domain, count(*) AS n FROM sources GROUP BY 1 ORDER BY n DESC, 1 LIMIT 15",
+            ),
+            "rejects": _rows(
+                con,
+                "SELECT status || ': ' || coalesce(reason, ''), count(*) AS n FROM files "
+                "WHERE status <> 'parsed' GROUP BY 1 ORDER BY n DESC, 1",
+            ),
+            "totals": _rows(
+                con,
+                "SELECT (SELECT count(*) FROM files), (SELECT count(*) FROM events), (SELECT count(*) FROM sources), "
+                "(SELECT count(*) FROM tags)",
+            ),
+        }
+    finally:
+        con.close()
+
+
+def hbars(chart_id: str, title: str, rows: list[tuple], width: int = 720) -> str:
+    """A horizontal bar chart: one labelled bar per (label, value) row."""
+    esc = html.escape
+    if not rows:
+        return (
+            f'<section id="{chart_id}" class="chart"><h2>{esc(title)}</h2><p class="empty">none</p></section>'
+        )
+    label_w, bar_h, gap = 260, 18, 6
+    top = max(v for _, v in rows) or 1
+    height = len(rows) * (bar_h + gap)
+    bars = []
+    for i, (label, value) in enumerate(rows):
+        y = i * (bar_h + gap)
+        w = max(1.0, (width - label_w - 70) * value / top)
+        text = str(label)
+        short = text if len(text) <= 38 else text[:37] + "…"
+        bars.append(
+            f"<g><title>{esc(text)}: {value:,}</title>"
+            f'<text x="{label_w - 8}" y="{y + 13}" text-anchor="end">{esc(short)}</text>'
+            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" rx="2"></rect>'
+            f'<text x="{label_w + w + 6:.1f}" y="{y + 13}">{value:,}</text></g>'
+        )
+    return (
+        f'<section id="{chart_id}" class="chart"><h2>{esc(title)}</h2>'
+        f'<svg role="img" aria-label="{esc(title)}" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}">{"".join(bars)}</svg></section>'
+    )
+
+
+def columns(chart_id: str, title: str, rows: list[tuple], width: int = 960, height: int = 220) -> str:
+    """A column chart over time: one column per (month, value), labelled by year."""
+    esc = html.escape
+    if not rows:
+        return (
+            f'<section id="{chart_id}" class="chart"><h2>{esc(title)}</h2><p class="empty">none</p></section>'
+        )
+    top = max(v for _, v in rows) or 1
+    plot_h = height - 30
+    step = width / len(rows)
+    cols, labels, last_year = [], [], None
+    for i, (month, value) in enumerate(rows):
+        h = max(1.0, plot_h * value / top)
+        x = i * step
+        cols.append(
+            f'<rect x="{x:.2f}" y="{plot_h - h:.2f}" width="{max(step - 1, 0.5):.2f}" height="{h:.2f}">'
+            f"<title>{esc(str(month))}: {value:,}</title></rect>"
+        )
+        year = str(month)[:4]
+        if year != last_year and (last_year is None or int(year) % 5 == 0 or len(rows) < 60):
+            labels.append(f'<text x="{x:.2f}" y="{height - 8}">{esc(year)}</text>')
+        last_year = year
+    return (
+        f'<section id="{chart_id}" class="chart"><h2>{esc(title)}</h2>'
+        f'<svg role="img" aria-label="{esc(title)}" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}">{"".join(cols)}{"".join(labels)}'
+        f'<text x="{width - 4}" y="12" text-anchor="end">max {top:,}</text></svg></section>'
+    )
+
+
+STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #1d2330; background: #fff; }
+h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 24px 0 8px; }
+.meta, .empty { color: #5b6475; } .ok { color: #1b7a3a; } .bad { color: #b3261e; }
+.totals span { display: inline-block; margin-right: 24px; }
+svg rect { fill: #3b6fc4; } svg text { font-size: 12px; fill: #1d2330; }
+ul.findings li { margin: 2px 0; }
+"""
+
+
+def render(
+    run_id: str,
+    figures: dict[str, list[tuple]],
+    validation: Validation,
+    generated: dt.datetime,
+    docs_href: str | None = None,
+) -> str:
+    esc = html.escape
+    docs = (
+        f' <a id="data-docs" href="{esc(docs_href)}">Validation results (Data Docs)</a>.' if docs_href else ""
+    )
+    files, events, sources, tags = figures["totals"][0] if figures["totals"] else (0, 0, 0, 0)
+    status = (
+        '<strong class="ok">passed</strong>'
+        if validation.passed
+        else '<strong class="bad">failed: nothing was published</strong>'
+    )
+    findings = [f'<li class="bad">{esc(line)}</li>' for line in validation.critical_failures]
+    findings += [f"<li>{esc(line)}</li>" for line in validation.warnings]
+    failed = len(validation.critical_failures) + len(validation.warnings)
+    val_rows = [
+        ("passed", validation.checked - failed),
+        ("critical failures", len(validation.critical_failures)),
+        ("warnings", len(validation.warnings)),
+    ]
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>news-etl run {esc(run_id)}</title><style>{STYLE}</style></head>
+<body>
+<h1>news-etl run {esc(run_id)}</h1>
+<p class="meta">Generated {esc(generated.strftime("%Y-%m-%d %H:%M:%S UTC"))}. Validation {status}.{docs}</p>
+<p class="totals"><span>{files:,} files</span><span>{events:,} events</span><span>{sources:,} source links</span><span>{tags:,} tags</span></p>
+{columns("events-per-month", "Events per month", figures["months"])}
+{hbars("top-tags", "Top tags (events naming them)", figures["tags"])}
+{hbars("top-publishers", "Top publishers (source links)", figures["publishers"])}
+{hbars("rejects", "Files not published, by status and reason", figures["rejects"])}
+{hbars("validation", "Validation: expectations", val_rows)}
+<section id="findings"><h2>Failed expectations</h2>
+{"<ul class='findings'>" + "".join(findings) + "</ul>" if findings else '<p class="empty">none</p>'}
+</section>
+</body></html>
+"""
+
+
+def write_report(publication: Path, report_dir: Path, run_id: str, validation: Validation) -> Path:
+    """Write `report_dir/<run_id>.html` and point `report_dir/index.html` at the newest one."""
+    href = None
+    if validation.data_docs is not None:
+        href = Path(os.path.relpath(validation.data_docs, report_dir)).as_posix()
+    page = render(run_id, gather(publication), validation, dt.datetime.now(dt.UTC), href)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    target = report_dir / f"{run_id}.html"
+    save_bytes(target, page.encode("utf-8"))
+    save_bytes(report_dir / "index.html", page.encode("utf-8"))
+    return target

@@ -1,0 +1,80 @@
+"""benchmarks/breakdown.py: a traced run records every checkpoint it passes, and the steps it
+reports add up to the run's time."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.core.faults import CRASH_POINTS
+from tests.conftest import REPO, SAMPLE
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def breakdown():
+    saved = list(sys.path)  # breakdown.py puts benchmarks/ first, to import run.py as `run`
+    try:
+        yield _load("breakdown")
+    finally:
+        sys.path[:] = saved
+
+
+def test_every_checkpoint_belongs_to_a_step(breakdown):
+    assert set(CRASH_POINTS) | {"exit"} == set(breakdown.STEP_OF)
+
+
+def test_steps_add_up_and_split_startup_from_discovery(breakdown):
+    marks = [
+        ("discover:listed", 6.0),
+        ("parse:collected-garbage", 6.5),
+        ("parse:first-batch", 7.0),
+        ("parse:manifest-written", 7.25),
+        ("normalize:events", 8.0),
+        ("normalize:storylines", 9.0),
+        ("validate:done", 12.0),
+        ("publish:runs-written", 12.5),
+        ("exit", 13.0),
+    ]
+    steps = breakdown.steps_of(marks, seconds_discover=1.5)
+    assert steps["total"] == 13.0
+    assert sum(v for k, v in steps.items() if k != "total") == pytest.approx(13.0)
+    assert steps["discover: list and stat every file"] == 1.5
+    assert steps["before the flow: interpreter, imports, Prefect server, flow run"] == 4.5
+    assert steps["normalize: storylines (whole)"] == 1.0
+    assert steps["validate (Great Expectations)"] == 3.0
+    with pytest.raises(KeyError):
+        breakdown.steps_of([("a:new-checkpoint", 1.0), ("exit", 2.0)], 0.5)
+
+
+def test_traced_run_records_the_checkpoints_of_a_real_run(tmp_path, breakdown):
+    trace = tmp_path / "trace.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "traced.py"), "run", "--input", str(SAMPLE)]
+    done = subprocess.run(
+        [*cmd, "--output", str(tmp_path / "out"), "--no-progress"],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PIPELINE_TRACE": str(trace)},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    marks = json.loads(trace.read_text())
+    names = [name for name, _ in marks]
+    assert names[0] == "discover:listed" and names[-1] == "exit"
+    assert {"normalize:events", "normalize:storylines", "validate:done", "publish:manifest-committed"} <= set(
+        names
+    )
+    times = [at for _, at in marks]
+    assert times == sorted(times)
+    steps = breakdown.steps_of(marks, 0.0)
+    assert steps["total"] == pytest.approx(times[-1])

@@ -1,0 +1,98 @@
+"""Write failures (disk full, permission lost on the output): a clear error, the previous
+publication intact, and the next run succeeds."""
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline import cli
+from pipeline.publish.catalog import current_run_id
+from tests.conftest import SAMPLE
+
+pytestmark = pytest.mark.flow
+
+
+def run_cli(output: Path, capsys, *extra: str) -> tuple[int, str]:
+    code = cli.main(["run", "--input", str(SAMPLE), "--output", str(output), "--no-progress", *extra])
+    return code, capsys.readouterr().err
+
+
+def state(output: Path) -> tuple[bytes, str | None, list[str]]:
+    from pipeline.core.config import OutputLayout
+
+    layout = OutputLayout(output.resolve())
+    return (
+        layout.catalog.read_bytes(),
+        current_run_id(layout),
+        sorted(p.name for p in layout.publications.iterdir()),
+    )
+
+
+def test_disk_full_while_swapping_the_catalog(prefect_server, tmp_path, monkeypatch, capsys):
+    from pipeline.publish import catalog as publish
+
+    out = tmp_path / "out"
+    assert run_cli(out, capsys)[0] == 0
+    before = state(out)
+    real_replace = os.replace
+
+    def full_disk(src, dst, *args, **kwargs):
+        if str(dst).endswith("news.duckdb"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(publish.os, "replace", full_disk)
+    code, err = run_cli(out, capsys, "--full-refresh")
+    assert code == 1
+    assert err.strip().splitlines() == [
+        f"error: No space left on device ({out.resolve() / 'news.duckdb'}); the previous publication is intact"
+    ]
+    # the catalog, `current` and the kept publications are untouched: the failed one is gone
+    assert state(out) == before
+    monkeypatch.undo()
+    assert run_cli(out, capsys)[0] == 0
+
+
+def test_permission_lost_while_writing_staging_files(prefect_server, tmp_path, monkeypatch, capsys):
+    from pipeline.parse import stage
+
+    out = tmp_path / "out"
+    assert run_cli(out, capsys)[0] == 0
+    before = state(out)
+    (SAMPLE / "news").stat()  # the input is fine; the output is what fails
+
+    def denied(target, table, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(target))
+
+    monkeypatch.setattr(stage, "save_parquet", denied)
+    code, err = run_cli(out, capsys, "--full-refresh")
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1
+    assert lines[0].startswith("error: Permission denied (") and lines[0].endswith(
+        "; the previous publication is intact"
+    )
+    assert state(out) == before  # nothing new was published or left behind
+    monkeypatch.undo()
+    assert run_cli(out, capsys)[0] == 0
+
+
+def test_an_unexpected_error_is_one_line_too(prefect_server, tmp_path, monkeypatch, capsys):
+    from pipeline.transform import normalize
+
+    real_connect = normalize.connect
+
+    def failing(*args, **kwargs):
+        con = real_connect(*args, **kwargs)
+        con.execute("SET memory_limit = '1MB'")  # a real DuckDB error, raised inside the flow
+        return con
+
+    monkeypatch.setattr(normalize, "connect", failing)
+    out = tmp_path / "out"
+    code, err = run_cli(out, capsys)
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1, err
+    assert lines[0].startswith("error: ") and lines[0].endswith("; the previous publication is intact")
+    assert lines[0].startswith("error: OutOfMemoryException: Out of Memory Error")
+    assert not (out / "news.duckdb").exists()

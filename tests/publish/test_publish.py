@@ -1,0 +1,105 @@
+"""Publishing: versioned folders, atomic catalog swap, history and rollback."""
+
+import datetime as dt
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from pipeline.core.config import OutputLayout
+from pipeline.core.tables import runs_file
+from pipeline.publish import runs
+from pipeline.publish.catalog import current_run_id, list_publications, publish
+from tests.conftest import REPO, SAMPLE, build_tables, event_doc, write_archive
+
+
+def make_publication(layout: OutputLayout, run_id: str, archive: Path, tmp: Path) -> None:
+    from pipeline.core.lock import claim_output
+
+    claim_output(layout.root)
+    build_tables(archive, tmp / run_id).close()
+    shutil.copytree(tmp / run_id / "publication", layout.publication(run_id))
+    import datetime as dt
+
+    record = runs.RunRecord(
+        run_id=run_id, started_at=dt.datetime.now(dt.UTC), finished_at=dt.datetime.now(dt.UTC)
+    )
+    runs.write_table(runs.append(layout.run_log, record), runs_file(layout.publication(run_id)))
+
+
+def events(catalog: Path) -> int:
+    con = duckdb.connect(str(catalog), read_only=True)
+    try:
+        return con.execute("SELECT count(*) FROM events").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_publish_keeps_the_newest_and_rollback_restores_an_older_one(tmp_path):
+    layout = OutputLayout(tmp_path / "out")
+    small = write_archive(tmp_path / "small", {"news/2014/06/21/a.md": event_doc(title="A")})
+    for i, archive in enumerate([SAMPLE, small, SAMPLE, small]):
+        make_publication(layout, f"2026010{i}T000000Z-1", archive, tmp_path / "work")
+        publish(layout, f"2026010{i}T000000Z-1", keep=3, retention=dt.timedelta(0))
+    assert list_publications(layout) == ["20260101T000000Z-1", "20260102T000000Z-1", "20260103T000000Z-1"]
+    assert current_run_id(layout) == "20260103T000000Z-1" and events(layout.catalog) == 1
+    assert pq.read_table(layout.current / "events").num_rows == 1
+
+    cli = [sys.executable, "-m", "pipeline"]
+    history = subprocess.run(
+        [*cli, "history", "--output", str(layout.root)], capture_output=True, text=True, cwd=REPO
+    )
+    assert history.returncode == 0
+    lines = history.stdout.splitlines()[1:]
+    assert [line.split()[0 if not line.startswith("*") else 1] for line in lines] == [
+        "20260103T000000Z-1",
+        "20260102T000000Z-1",
+        "20260101T000000Z-1",
+    ]
+    assert lines[0].startswith("*")
+
+    back = subprocess.run(
+        [*cli, "rollback", "20260102T000000Z-1", "--output", str(layout.root)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert back.returncode == 0, back.stderr
+    assert current_run_id(layout) == "20260102T000000Z-1" and events(layout.catalog) == 32
+    assert pq.read_table(layout.current / "events").num_rows == 32
+
+    missing = subprocess.run(
+        [*cli, "rollback", "20200101T000000Z-9", "--output", str(layout.root)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert missing.returncode == 1 and missing.stderr.startswith(
+        "error: no kept publication '20200101T000000Z-9'"
+    )
+    assert current_run_id(layout) == "20260102T000000Z-1"
+
+
+def test_a_reader_holding_the_old_catalog_keeps_a_complete_view(tmp_path):
+    layout = OutputLayout(tmp_path / "out")
+    small = write_archive(tmp_path / "small", {"news/2014/06/21/a.md": event_doc(title="A")})
+    make_publication(layout, "20260101T000000Z-1", SAMPLE, tmp_path / "work")
+    publish(layout, "20260101T000000Z-1", keep=3)
+    reader = duckdb.connect(str(layout.catalog), read_only=True)
+    make_publication(layout, "20260102T000000Z-1", small, tmp_path / "work")
+    publish(layout, "20260102T000000Z-1", keep=3)
+    # the open connection still sees the whole previous publication ...
+    assert reader.execute(
+        "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM files)"
+    ).fetchone() == (32, 40)
+    # ... while another process opening the catalog now sees the new one (within one process DuckDB
+    # reuses the open database instance, see README)
+    script = "import duckdb,sys; print(duckdb.connect(sys.argv[1], read_only=True).execute('SELECT count(*) FROM events').fetchone()[0])"
+    fresh = subprocess.run(
+        [sys.executable, "-c", script, str(layout.catalog)], capture_output=True, text=True, check=True
+    )
+    assert fresh.stdout.strip() == "1"
+    reader.close()

@@ -1,0 +1,403 @@
+"""Great Expectations guards every publish: each critical expectation fails on a table broken for it."""
+
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipeline.quality.validate import (
+    DEFAULT_EXPECTATIONS,
+    SuiteError,
+    build_suites,
+    load_specs,
+    validate_publication,
+)
+from tests.conftest import SAMPLE, TODAY, build_tables
+
+FILES_SEEN = 40
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("clean")
+    build_tables(SAMPLE, work).close()
+    return work / "publication"
+
+
+def test_every_expectation_in_the_files_is_loaded():
+    specs = load_specs()
+    suites = build_suites(specs)
+    for spec in specs:
+        listed = json.loads((DEFAULT_EXPECTATIONS / f"{spec.name}.json").read_text())["expectations"]
+        loaded = suites[spec.name].expectations
+        assert len(loaded) == len(listed) > 0, spec.name
+        assert [e.expectation_type for e in loaded] == [e["type"] for e in listed]
+        assert all(e["meta"]["severity"] in ("critical", "warning") and e["meta"]["protects"] for e in listed)
+    assert {s.name for s in specs} >= {
+        "events",
+        "sources",
+        "relations",
+        "event_tags",
+        "relation_tags",
+        "tags",
+        "files",
+        "quarantine",
+        "run_summary",
+    }
+
+
+def test_an_unknown_expectation_type_is_an_error_not_a_log_line(tmp_path):
+    shutil.copytree(DEFAULT_EXPECTATIONS, tmp_path / "exp")
+    suite = json.loads((tmp_path / "exp" / "events.json").read_text())
+    suite["expectations"].append(
+        {
+            "type": "expect_column_values_to_be_glorious",
+            "kwargs": {"column": "event_id"},
+            "meta": {"severity": "critical", "protects": "nothing"},
+        }
+    )
+    (tmp_path / "exp" / "events.json").write_text(json.dumps(suite))
+    with pytest.raises(SuiteError, match="expect_column_values_to_be_glorious"):
+        build_suites(load_specs(tmp_path / "exp"))
+
+
+def test_a_missing_severity_is_an_error(tmp_path):
+    shutil.copytree(DEFAULT_EXPECTATIONS, tmp_path / "exp")
+    suite = json.loads((tmp_path / "exp" / "tags.json").read_text())
+    del suite["expectations"][0]["meta"]["severity"]
+    (tmp_path / "exp" / "tags.json").write_text(json.dumps(suite))
+    with pytest.raises(SuiteError, match="severity"):
+        load_specs(tmp_path / "exp")
+
+
+def test_the_clean_sample_passes_with_data_docs(clean, tmp_path):
+    report = validate_publication(clean, tmp_path / "validation", "run-1", FILES_SEEN, TODAY)
+    assert report.passed and report.critical_failures == []
+    assert report.docs_index is not None and report.docs_index.exists()
+    saved = json.loads(report.report_path.read_text())
+    assert saved["passed"] is True and len(saved["outcomes"]) == sum(
+        len(s.expectations) for s in load_specs()
+    )
+    # small and deliberately full of rejects, yet healthy: no warning (thresholds in the suites)
+    assert report.warnings == []
+
+
+def test_a_failed_uniqueness_check_names_the_offending_keys(clean, tmp_path):
+    broken = tmp_path / "publication"
+    shutil.copytree(clean, broken)
+    with duckdb.connect() as con:
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet('{clean}/files/*.parquet') UNION ALL "
+            f"(SELECT * FROM read_parquet('{clean}/files/*.parquet') WHERE file_path = 'news/2016/01/1/empty-file.md')) "
+            f"TO '{broken}/files/all.parquet' (FORMAT parquet)"
+        )
+    for part in (broken / "files").glob("*.parquet"):
+        if part.name != "all.parquet":
+            part.unlink()
+    report = validate_publication(
+        broken, tmp_path / "v", "r", FILES_SEEN + 1, TODAY, only={"files"}, build_docs=False
+    )
+    line = next(o.line() for o in report.critical_failures if "file_path_occurrences" in o.kwargs.values())
+    assert "file_path=news/2016/01/1/empty-file.md" in line, line
+
+
+def _calibration_publication(tmp_path: Path, events: int, edit: str, rejected: int = 0) -> Path:
+    """A generated archive's publication with the events table rewritten by `edit` (a SELECT
+    over `events` numbering rows `n` from 0) and `rejected` parsed files turned into rejects."""
+    from pipeline.synthetic.generate import generate
+
+    generate(events, tmp_path / "archive", seed=3, today=TODAY)
+    build_tables(tmp_path / "archive", tmp_path / "w").close()
+    publication = tmp_path / "w" / "publication"
+    with duckdb.connect() as con:
+        con.execute(
+            f"CREATE TABLE events AS SELECT *, row_number() OVER (ORDER BY event_id) - 1 AS n "
+            f"FROM read_parquet('{publication}/events/*.parquet')"
+        )
+        con.execute(f"CREATE TABLE edited AS {edit}")
+        for part in (publication / "events").glob("*.parquet"):
+            part.unlink()
+        con.execute(
+            f"COPY (SELECT * EXCLUDE (n) FROM edited) TO '{publication}/events/all.parquet' (FORMAT parquet)"
+        )
+        # on real content every related link resolves; generated stories also link outside the
+        # generated range: make 99% resolve, as a healthy real archive would
+        con.execute(
+            f"CREATE TABLE r AS SELECT * REPLACE (hash(event_id, position) % 100 <> 0 AS resolved) "
+            f"FROM read_parquet('{publication}/relations/*.parquet')"
+        )
+        for part in (publication / "relations").glob("*.parquet"):
+            part.unlink()
+        con.execute(f"COPY r TO '{publication}/relations/all.parquet' (FORMAT parquet)")
+    return publication
+
+
+REAL_LIKE = """SELECT * REPLACE (
+    CASE WHEN n % 100 < 76 THEN '' ELSE summary END AS summary,
+    CASE WHEN n % 1000 < 14 THEN 'Quake.' WHEN n % 1000 = 500 THEN repeat('Long headline ', 40) ELSE title END AS title)
+FROM events"""
+
+
+def test_a_healthy_archive_shaped_like_the_portal_raises_no_warning(tmp_path):
+    """Real portal content: 76% empty summaries, 1.4% titles under 10 characters, 0.1% over 400."""
+    publication = _calibration_publication(tmp_path, 2000, REAL_LIKE)
+    report = validate_publication(publication, tmp_path / "v", "r", 2000, TODAY, build_docs=False)
+    assert report.warnings == [], [o.line() for o in report.warnings]
+
+
+@pytest.mark.parametrize(
+    ("edit", "column"),
+    [
+        ("SELECT * REPLACE ('' AS summary) FROM events", "share_empty_summaries"),
+        (
+            "SELECT * REPLACE (CASE WHEN n % 10 = 0 THEN 'Oops' ELSE title END AS title) FROM events",
+            "title_length",
+        ),
+    ],
+)
+def test_a_broken_archive_still_raises_its_warning(tmp_path, edit, column):
+    publication = _calibration_publication(tmp_path, 2000, edit)
+    report = validate_publication(publication, tmp_path / "v", "r", 2000, TODAY, build_docs=False)
+    assert [o.kwargs["column"] for o in report.warnings] == [column]
+
+
+def test_many_rejected_files_in_a_large_archive_raise_a_warning(tmp_path):
+    publication = _calibration_publication(tmp_path, 2000, "SELECT * FROM events")
+    with duckdb.connect() as con:
+        files = f"{publication}/files"
+        con.execute(
+            f"CREATE TABLE f AS SELECT * REPLACE ("
+            f"CASE WHEN status = 'parsed' AND hash(file_path) % 10 = 0 THEN 'rejected' ELSE status END AS status) "
+            f"FROM read_parquet('{files}/*.parquet')"
+        )
+        count = con.execute("SELECT count(*) FROM f").fetchone()[0]
+        for part in (publication / "files").glob("*.parquet"):
+            part.unlink()
+        con.execute(f"COPY f TO '{files}/all.parquet' (FORMAT parquet)")
+    report = validate_publication(
+        publication, tmp_path / "v", "r", count, TODAY, only={"run_summary"}, build_docs=False
+    )
+    assert "share_rejected_large" in [o.kwargs["column"] for o in report.warnings]
+
+
+def set_first(table: str, column: str, value: str) -> str:
+    """The table with `column` of its first row set to the SQL expression `value`."""
+    return f"SELECT * REPLACE (CASE WHEN row_number() OVER () = 1 THEN {value} ELSE {column} END AS {column}) FROM {table}"
+
+
+# (table whose Parquet is broken, SELECT producing the broken table, suite, failing column/kwarg)
+BROKEN = [
+    ("events", set_first("events", "event_id", "NULL"), "events", "event_id"),
+    (
+        "events",
+        "SELECT * FROM events UNION ALL (SELECT * FROM events ORDER BY event_id LIMIT 1)",
+        "events",
+        "event_id_occurrences",
+    ),
+    ("events", set_first("events", "event_date", "NULL"), "events", "event_date"),
+    ("events", set_first("events", "event_date", "DATE '1899-12-31'"), "events", "date_in_range"),
+    ("events", set_first("events", "event_date", "DATE '2999-01-01'"), "events", "date_in_range"),
+    ("events", set_first("events", "source_count", "source_count + 1"), "events", "source_count"),
+    ("events", set_first("events", "related_count", "related_count + 1"), "events", "related_count"),
+    ("events", set_first("events", "cover_image_url", "'ftp://x.org/a.jpg'"), "events", "cover_image_url"),
+    ("sources", set_first("sources", "event_id", "NULL"), "sources", "event_id"),
+    ("sources", set_first("sources", "position", "NULL"), "sources", "position"),
+    (
+        "sources",
+        "SELECT * FROM sources UNION ALL (SELECT * FROM sources ORDER BY ALL LIMIT 1)",
+        "sources",
+        "key_occurrences",
+    ),
+    ("sources", set_first("sources", "event_id", "'2000-01-01/nowhere'"), "sources", "event_exists"),
+    ("sources", set_first("sources", "position", "0"), "sources", "position"),
+    ("sources", set_first("sources", "url", "'javascript:alert(1)'"), "sources", "url"),
+    ("sources", set_first("sources", "host", "NULL"), "sources", "host"),
+    ("relations", set_first("relations", "event_id", "NULL"), "relations", "event_id"),
+    ("relations", set_first("relations", "position", "NULL"), "relations", "position"),
+    (
+        "relations",
+        "SELECT * FROM relations UNION ALL (SELECT * FROM relations ORDER BY ALL LIMIT 1)",
+        "relations",
+        "key_occurrences",
+    ),
+    ("relations", set_first("relations", "event_id", "'2000-01-01/nowhere'"), "relations", "event_exists"),
+    ("relations", set_first("relations", "related_event_id", "NULL"), "relations", "related_event_id"),
+    ("relations", set_first("relations", "related_date", "NULL"), "relations", "related_date"),
+    ("relations", "SELECT * REPLACE (NOT resolved AS resolved) FROM relations", "relations", "resolved"),
+    ("event_tags", set_first("event_tags", "event_id", "NULL"), "event_tags", "event_id"),
+    ("event_tags", set_first("event_tags", "tag_id", "NULL"), "event_tags", "tag_id"),
+    (
+        "event_tags",
+        "SELECT * FROM event_tags UNION ALL (SELECT * FROM event_tags ORDER BY ALL LIMIT 1)",
+        "event_tags",
+        "key_occurrences",
+    ),
+    ("event_tags", set_first("event_tags", "event_id", "'2000-01-01/nowhere'"), "event_tags", "event_exists"),
+    ("event_tags", set_first("event_tags", "tag_id", "'0000000000000000'"), "event_tags", "tag_exists"),
+    ("relation_tags", set_first("relation_tags", "event_id", "NULL"), "relation_tags", "event_id"),
+    (
+        "relation_tags",
+        set_first("relation_tags", "related_event_id", "NULL"),
+        "relation_tags",
+        "related_event_id",
+    ),
+    ("relation_tags", set_first("relation_tags", "tag_id", "NULL"), "relation_tags", "tag_id"),
+    (
+        "relation_tags",
+        "SELECT * FROM relation_tags UNION ALL (SELECT * FROM relation_tags ORDER BY ALL LIMIT 1)",
+        "relation_tags",
+        "key_occurrences",
+    ),
+    (
+        "relation_tags",
+        set_first("relation_tags", "event_id", "'2000-01-01/nowhere'"),
+        "relation_tags",
+        "event_exists",
+    ),
+    (
+        "relation_tags",
+        set_first("relation_tags", "tag_id", "'0000000000000000'"),
+        "relation_tags",
+        "tag_exists",
+    ),
+    ("tags", set_first("tags", "tag_id", "NULL"), "tags", "tag_id"),
+    (
+        "tags",
+        "SELECT * FROM tags UNION ALL (SELECT * FROM tags ORDER BY ALL LIMIT 1)",
+        "tags",
+        "tag_id_occurrences",
+    ),
+    ("tags", set_first("tags", "name", "NULL"), "tags", "name"),
+    ("tags", set_first("tags", "event_count", "event_count + 1"), "tags", "event_count"),
+    ("tags", set_first("tags", "first_date", "DATE '2999-01-01'"), "tags", "dates_ordered"),
+    ("files", set_first("files", "file_path", "NULL"), "files", "file_path"),
+    (
+        "files",
+        "SELECT * FROM files UNION ALL (SELECT * FROM files ORDER BY ALL LIMIT 1)",
+        "files",
+        "file_path_occurrences",
+    ),
+    ("files", set_first("files", "status", "'lost'"), "files", "status"),
+    (
+        "files",
+        "SELECT * REPLACE (CASE WHEN status = 'rejected' THEN NULL ELSE reason END AS reason) FROM files",
+        "files",
+        "reason_present_iff_not_parsed",
+    ),
+    (
+        "files",
+        "SELECT * REPLACE (CASE WHEN status = 'parsed' THEN 'oops' ELSE reason END AS reason) FROM files",
+        "files",
+        "reason_present_iff_not_parsed",
+    ),
+    (
+        "files",
+        "SELECT * REPLACE (CASE WHEN status = 'parsed' THEN NULL ELSE event_id END AS event_id) FROM files",
+        "files",
+        "event_id_present_iff_event",
+    ),
+    ("quarantine", set_first("quarantine", "file_path", "NULL"), "quarantine", "file_path"),
+    ("quarantine", set_first("quarantine", "reason", "NULL"), "quarantine", "reason"),
+    ("quarantine", set_first("quarantine", "file_path", "'nowhere.md'"), "quarantine", "file_is_parsed"),
+    ("event_storylines", set_first("event_storylines", "event_id", "NULL"), "event_storylines", "event_id"),
+    (
+        "event_storylines",
+        "SELECT * FROM event_storylines UNION ALL (SELECT * FROM event_storylines ORDER BY ALL LIMIT 1)",
+        "event_storylines",
+        "event_id_occurrences",
+    ),
+    (
+        "event_storylines",
+        set_first("event_storylines", "storyline_id", "NULL"),
+        "event_storylines",
+        "storyline_id",
+    ),
+    (
+        "event_storylines",
+        set_first("event_storylines", "event_id", "'2000-01-01/nowhere'"),
+        "event_storylines",
+        "event_exists",
+    ),
+    (
+        "event_storylines",
+        set_first("event_storylines", "storyline_id", "'0000000000000000'"),
+        "event_storylines",
+        "storyline_exists",
+    ),
+    ("storylines", set_first("storylines", "storyline_id", "NULL"), "storylines", "storyline_id"),
+    (
+        "storylines",
+        "SELECT * FROM storylines UNION ALL (SELECT * FROM storylines ORDER BY storyline_id LIMIT 1)",
+        "storylines",
+        "storyline_id_occurrences",
+    ),
+    ("storylines", set_first("storylines", "size", "1"), "storylines", "size"),
+    ("storylines", set_first("storylines", "size", "size + 1"), "storylines", "member_rows"),
+    ("storylines", set_first("storylines", "first_date", "first_date - 1"), "storylines", "dates_match"),
+    ("storylines", set_first("storylines", "name", "NULL"), "storylines", "name"),
+    (
+        "files",
+        "SELECT * FROM files WHERE file_path <> 'news/2016/01/1/empty-file.md'",
+        "run_summary",
+        "files_seen",
+    ),
+    ("events", "SELECT * FROM events WHERE event_id NOT LIKE '2004-%'", "run_summary", "parsed_files"),
+    ("files", set_first("files", "status", "'lost'"), "run_summary", "files_rows"),
+]
+
+
+def test_checking_the_parts_in_small_groups_gives_the_same_outcomes(clean, tmp_path):
+    whole = validate_publication(clean, tmp_path / "a", "r", FILES_SEEN, TODAY, build_docs=False)
+    grouped = validate_publication(
+        clean, tmp_path / "b", "r", FILES_SEEN, TODAY, build_docs=False, group_rows=3
+    )
+    assert [(o.suite, o.expectation, o.success, o.unexpected_count) for o in grouped.outcomes] == [
+        (o.suite, o.expectation, o.success, o.unexpected_count) for o in whole.outcomes
+    ]
+
+
+def test_a_duplicate_key_is_caught_when_parts_are_checked_in_groups(clean, tmp_path):
+    broken = tmp_path / "publication"
+    shutil.copytree(clean, broken)
+    part = next(p for p in sorted((broken / "events").glob("*.parquet")) if p.stem == "2014")
+    with duckdb.connect() as con:
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet('{part}') UNION ALL "
+            f"(SELECT * FROM read_parquet('{part}') LIMIT 1)) TO '{part}.tmp' (FORMAT parquet)"
+        )
+    Path(f"{part}.tmp").replace(part)
+    report = validate_publication(
+        broken, tmp_path / "v", "r", FILES_SEEN, TODAY, only={"events"}, build_docs=False, group_rows=3
+    )
+    assert any("event_id_occurrences" in o.kwargs.values() for o in report.critical_failures)
+
+
+@pytest.mark.parametrize(
+    ("table", "sql", "suite", "column"), BROKEN, ids=[f"{b[2]}-{b[3]}-{i}" for i, b in enumerate(BROKEN)]
+)
+def test_each_critical_expectation_catches_its_breakage(clean, tmp_path, table, sql, suite, column):
+    broken = tmp_path / "publication"
+    shutil.copytree(clean, broken)
+    con = duckdb.connect()
+    for folder in clean.iterdir():
+        con.execute(f"CREATE VIEW {folder.name} AS SELECT * FROM read_parquet('{folder}/*.parquet')")
+    shutil.rmtree(broken / table)
+    (broken / table).mkdir()
+    con.execute(f"COPY ({sql}) TO '{broken / table}/all.parquet' (FORMAT parquet)")
+    report = validate_publication(
+        broken, tmp_path / "v", "r", FILES_SEEN, TODAY, only={suite}, build_docs=False
+    )
+    assert not report.passed
+    failed = [o for o in report.critical_failures if o.suite == suite and column in o.kwargs.values()]
+    assert failed, [o.line() for o in report.critical_failures]
+
+
+def test_every_critical_expectation_has_a_breakage_test():
+    covered = {(suite, column) for _, _, suite, column in BROKEN}
+    for spec in load_specs():
+        for exp in spec.expectations:
+            if exp["meta"]["severity"] == "critical":
+                columns = {v for k, v in exp["kwargs"].items() if k in ("column", "column_A")}
+                assert any((spec.name, c) in covered for c in columns), (spec.name, exp)

@@ -1,0 +1,201 @@
+"""Incremental runs of the real flow equal a full rebuild after every add, edit and delete."""
+
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipeline.core.tables import PUBLISHED
+from pipeline.parse.ids import slugify
+from pipeline.synthetic.generate import generate
+from tests.conftest import SAMPLE, TODAY, build_tables, event_doc
+
+pytestmark = pytest.mark.flow
+
+# Every published table but the run log (which differs between any two runs).
+TABLES = tuple(t for t in PUBLISHED if t != "runs")
+
+
+def published(result: dict) -> dict[str, list]:
+    con = duckdb.connect(result["catalog"], read_only=True)
+    try:
+        return {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in TABLES}
+    finally:
+        con.close()
+
+
+def full_build(archive: Path, work: Path) -> dict[str, list]:
+    con = build_tables(archive, work)
+    return {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in TABLES}
+
+
+def retried(result: dict) -> int:
+    """Files any run re-reads: rejected for a reason that can change without an edit."""
+    from pipeline.transform.incremental import RETRY_REASONS
+
+    con = duckdb.connect(result["catalog"], read_only=True)
+    try:
+        return con.execute(
+            "SELECT count(*) FROM files WHERE list_contains(?, reason)", [sorted(RETRY_REASONS)]
+        ).fetchone()[0]
+    finally:
+        con.close()
+
+
+def touch(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
+
+
+def test_adds_edits_and_deletes_equal_a_full_refresh(prefect_server, tmp_path):
+    from flows.news_etl import news_etl
+
+    archive = tmp_path / "archive"
+    shutil.copytree(SAMPLE, archive)
+    generate(150, archive / "gen", seed=11, malformed=0.1, today=TODAY)
+    out = tmp_path / "out"
+
+    def step(name: str) -> dict:
+        result = news_etl(input=str(archive), output=str(out))
+        assert published(result) == full_build(archive, tmp_path / f"full-{name}"), name
+        return result
+
+    first = step("initial")
+    assert first["files_read"] == first["files_seen"]
+
+    # add: a new event that resolves a previously unresolved relation of the Ebola event
+    touch(
+        archive / "news/2014/08/8/u-s-aircraft-carry-out-airstrikes.md",
+        event_doc(date="2014-08-08", title="U.S. aircraft carry out airstrikes."),
+    )
+    target_title = "The Iraqi Army and Kurdish Peshmerga begin an offensive to recapture Mosul from ISIL [Battle of Mosul]."
+    touch(
+        archive / f"news/2016/10/17/{slugify(target_title)}.md",
+        event_doc(date="2016-10-17", title=target_title),
+    )
+    added = step("add")
+    assert (added["files_read"], added["events_added"], added["events_changed"], added["events_removed"]) == (
+        2 + retried(first),
+        2,
+        0,
+        0,
+    )
+    con = duckdb.connect(added["catalog"], read_only=True)
+    resolved = con.execute(
+        "SELECT resolved FROM relations WHERE related_event_id = '2016-10-17/' || ?", [slugify(target_title)]
+    ).fetchall()
+    assert resolved == [(True,)]  # an old relation resolves once its target arrives
+    con.close()
+
+    # edit: change a title's context so tag counts move; make a rejected file valid
+    crimea = next(archive.glob("news/2014/03/18/*.md"))
+    touch(
+        crimea,
+        crimea.read_text(encoding="utf-8-sig").replace(
+            "Russo-Ukrainian War, Ukraine", "Annexation of Crimea"
+        ),
+    )
+    touch(archive / "news/2016/01/1/no-title.md", event_doc(date="2016-01-01", title="Now it has a title"))
+    edited = step("edit")
+    assert (
+        edited["files_read"],
+        edited["events_added"],
+        edited["events_changed"],
+        edited["events_removed"],
+    ) == (2 + retried(added), 1, 1, 0)
+
+    # delete: the kept copy of a duplicate (the other copy takes over), an event, a day index
+    (archive / "news/2014/08/03/the-islamic-state-seizes-the-yazidi-dominated-town-of-sinjar.md").unlink()
+    next(archive.glob("news/2020/03/11/*.md")).unlink()
+    (archive / "news/2014/06/21/index.md").unlink()
+    deleted = step("delete")
+    assert (
+        deleted["files_read"],
+        deleted["events_added"],
+        deleted["events_changed"],
+        deleted["events_removed"],
+    ) == (retried(edited), 0, 1, 1)
+
+    # each incremental step rewrote a few year parts and linked the rest from the previous run
+    for result in (added, edited, deleted):
+        assert result["parts_rewritten"] is not None and result["parts_reused"] > result["parts_rewritten"]
+
+    # nothing changed: nothing is read, the tables stay the same
+    again = step("noop")
+    assert (again["files_read"], again["events_added"], again["events_changed"], again["events_removed"]) == (
+        retried(deleted),
+        0,
+        0,
+        0,
+    )
+
+    assert again["parts_rewritten"] <= 1  # at most files/none.parquet (rejected files re-read)
+
+    # after a rollback the manifest no longer describes the current publication: a run rebuilds
+    # every part (nothing to re-read) and still equals a full build
+    from pipeline.core.config import OutputLayout
+    from pipeline.publish.catalog import rollback
+
+    rollback(OutputLayout(out), edited["run_id"])
+    after_rollback = step("rollback")
+    assert after_rollback["parts_rewritten"] is None and after_rollback["parts_reused"] == 0
+
+    # full refresh reads everything and publishes the same tables
+    full = news_etl(input=str(archive), output=str(out), full_refresh=True)
+    assert full["files_read"] == full["files_seen"] and published(full) == published(again)
+    assert full["parts_rewritten"] is None
+    staged = {p.name.split("-", 1)[1] for p in (out / "state" / "staging").iterdir()}
+    assert all(name.startswith(full["run_id"]) for name in staged)  # older batches were collected
+
+
+def test_manifest_records_the_parser_that_staged_its_rows(tmp_path):
+    import pyarrow.parquet as pq
+
+    from pipeline.transform import incremental
+
+    path = tmp_path / "manifest.parquet"
+    assert not incremental.same_parser(path)  # no manifest: nothing staged can be trusted
+    incremental.write_manifest(incremental.MANIFEST_SCHEMA.empty_table(), path, "run-1", "suites", "code")
+    assert incremental.manifest_origin(path) == ("run-1", "suites", incremental.parser_fingerprint(), "code")
+    assert incremental.same_parser(path)
+    table = pq.read_table(path)
+    pq.write_table(
+        table.replace_schema_metadata({**table.schema.metadata, incremental.PARSER_KEY: b"old"}), path
+    )
+    assert not incremental.same_parser(path)
+
+
+def test_a_new_parser_parses_every_file_again(prefect_server, tmp_path):
+    """Rows staged by another release's parser are not kept: the next (incremental) run parses
+    every file again and equals a full build, as if the old parser had read one title wrongly."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from flows.news_etl import news_etl
+    from pipeline.core.config import OutputLayout
+    from pipeline.transform import incremental
+
+    archive = tmp_path / "archive"
+    shutil.copytree(SAMPLE, archive)
+    out = tmp_path / "out"
+    first = news_etl(input=str(archive), output=str(out))
+    layout = OutputLayout(out)
+
+    # what an older release left behind: a title parsed differently, its fingerprint in the manifest
+    staged = next(layout.staging.glob("stg_events-*.parquet"))
+    events = pq.read_table(staged)
+    titles = pc.binary_join_element_wise(events["title"], pa.scalar(" (old parser)"), "")
+    pq.write_table(events.set_column(events.schema.get_field_index("title"), "title", titles), staged)
+    manifest = pq.read_table(layout.manifest)
+    metadata = {**manifest.schema.metadata, incremental.PARSER_KEY: b"an older release"}
+    pq.write_table(manifest.replace_schema_metadata(metadata), layout.manifest)
+
+    upgraded = news_etl(input=str(archive), output=str(out))
+    assert upgraded["files_read"] == upgraded["files_seen"] == first["files_seen"]
+    assert upgraded["parts_rewritten"] is None  # a full build, not one on the old publication
+    assert published(upgraded) == full_build(archive, tmp_path / "full")
+    assert incremental.same_parser(layout.manifest)
