@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import fsspec
 import pytest
-from tests.test_cli import run_cli
+from tests.e2e.test_cli import run_cli
 
 from pipeline.core.cluster import ClusterError, DaskTarget
 from pipeline.core.locations import LocationError, input_location, output_location

@@ -120,6 +120,7 @@ def hostile_report(tmp_path_factory) -> Path:
     return write_report(tmp / "work" / "publication", tmp / "report", "run-<1>", validation)
 
 
+@pytest.mark.flow
 def test_the_sample_report_renders_offline_with_every_chart(sample_build, tmp_path):
     page = Path(sample_build["report"])
     assert page.exists() and (page.parent / "index.html").exists()

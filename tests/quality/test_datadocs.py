@@ -3,7 +3,11 @@
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.publish.test_report import browse, console_errors
+
+pytestmark = pytest.mark.flow  # over the real flow's output (the session's sample build)
 
 
 def test_data_docs_work_offline_and_list_the_run(sample_build, tmp_path):

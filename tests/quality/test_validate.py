@@ -142,8 +142,8 @@ FROM events"""
 
 def test_a_healthy_archive_shaped_like_the_portal_raises_no_warning(tmp_path):
     """Real portal content: 76% empty summaries, 1.4% titles under 10 characters, 0.1% over 400."""
-    publication = _calibration_publication(tmp_path, 2000, REAL_LIKE)
-    report = validate_publication(publication, tmp_path / "v", "r", 2000, TODAY, build_docs=False)
+    publication = _calibration_publication(tmp_path, 1100, REAL_LIKE)
+    report = validate_publication(publication, tmp_path / "v", "r", 1100, TODAY, build_docs=False)
     assert report.warnings == [], [o.line() for o in report.warnings]
 
 
@@ -158,13 +158,13 @@ def test_a_healthy_archive_shaped_like_the_portal_raises_no_warning(tmp_path):
     ],
 )
 def test_a_broken_archive_still_raises_its_warning(tmp_path, edit, column):
-    publication = _calibration_publication(tmp_path, 2000, edit)
-    report = validate_publication(publication, tmp_path / "v", "r", 2000, TODAY, build_docs=False)
+    publication = _calibration_publication(tmp_path, 1100, edit)
+    report = validate_publication(publication, tmp_path / "v", "r", 1100, TODAY, build_docs=False)
     assert [o.kwargs["column"] for o in report.warnings] == [column]
 
 
 def test_many_rejected_files_in_a_large_archive_raise_a_warning(tmp_path):
-    publication = _calibration_publication(tmp_path, 2000, "SELECT * FROM events")
+    publication = _calibration_publication(tmp_path, 1100, "SELECT * FROM events")
     with duckdb.connect() as con:
         files = f"{publication}/files"
         con.execute(
@@ -348,6 +348,7 @@ BROKEN = [
 ]
 
 
+@pytest.mark.slow
 def test_checking_the_parts_in_small_groups_gives_the_same_outcomes(clean, tmp_path):
     whole = validate_publication(clean, tmp_path / "a", "r", FILES_SEEN, TODAY, build_docs=False)
     grouped = validate_publication(
@@ -374,6 +375,7 @@ def test_a_duplicate_key_is_caught_when_parts_are_checked_in_groups(clean, tmp_p
     assert any("event_id_occurrences" in o.kwargs.values() for o in report.critical_failures)
 
 
+@pytest.mark.slow  # about 50 validations: half a minute
 @pytest.mark.parametrize(
     ("table", "sql", "suite", "column"), BROKEN, ids=[f"{b[2]}-{b[3]}-{i}" for i, b in enumerate(BROKEN)]
 )
