@@ -85,7 +85,9 @@ def main() -> int:
         return lint()
     if "--fast" in args:
         args = [a for a in args if a != "--fast"]
-        return subprocess.call([str(PYTHON), "-m", "pytest", "-m", "not e2e and not flow and not slow", *args])
+        return subprocess.call(
+            [str(PYTHON), "-m", "pytest", "-m", "not e2e and not flow and not slow", *args]
+        )
     ensure_chromium()
     return subprocess.call([str(PYTHON), "-m", "pytest", *args])
 

@@ -4,7 +4,7 @@ For each size, `--repeats` times: a run over an empty archive (the fixed start-u
 full build into a fresh output, then the incremental runs of benchmarks/run.py (after adding
 100 event files with sources only, then 100 that relate to earlier events). Every run goes
 through benchmarks/traced.py, which records when it passes each checkpoint of
-pipeline/faults.py. Prints, and appends to BENCHMARKS.md, the median seconds per step and
+pipeline/core/faults.py. Prints, and saves to benchmarks/results/, the median seconds per step and
 what an incremental run spends beyond the empty run's start-up: the budget of issue #3 is 5%
 of the full build beyond start-up.
 """
@@ -27,7 +27,7 @@ import run as bench  # noqa: E402  (benchmarks/run.py: archives, added files, th
 
 TRACED = Path(__file__).resolve().parent / "traced.py"
 
-# Steps, each ending at the first of its checkpoints (pipeline/faults.py) a run passes after
+# Steps, each ending at the first of its checkpoints (pipeline/core/faults.py) a run passes after
 # the previous step; a full build passes more checkpoints per step than an incremental one.
 STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("before the flow: interpreter, imports, Prefect server, flow run", ()),
@@ -159,17 +159,25 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[200_000])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--work", type=Path, default=bench.CACHE / "work")
-    parser.add_argument("--no-write", action="store_true", help="print only, do not append to BENCHMARKS.md")
+    parser.add_argument("--no-write", action="store_true", help="print only, save no result")
     args = parser.parse_args()
     command = (
         f"python benchmarks/breakdown.py --sizes {' '.join(map(str, args.sizes))} --repeats {args.repeats}"
     )
     for size in args.sizes:
-        text = report(size, measure(size, args.repeats, args.work), command, args.repeats)
-        print(text, flush=True)
+        medians = measure(size, args.repeats, args.work)
+        print(report(size, medians, command, args.repeats), flush=True)
         if not args.no_write:
-            with open(bench.ROOT / "BENCHMARKS.md", "a", encoding="utf-8") as f:
-                f.write("\n" + text)
+            bench.save(
+                "breakdown",
+                size,
+                command,
+                {
+                    f"{run}: {step}": seconds
+                    for run, steps in medians.items()
+                    for step, seconds in steps.items()
+                },
+            )
     return 0
 
 

@@ -4,8 +4,9 @@ Takes a built output folder (e.g. a 1M-event full build), rewrites its current
 publication under several Parquet layouts, and for each one reports the size on
 disk and the median time of every query in benchmarks/queries/ (in a fresh
 read-only process, like an analyst's session). The pipeline's layout is
-`year-parts/zstd/122880` (pipeline/normalize.py); the others are the
-alternatives it was chosen against. Results are appended to BENCHMARKS.md.
+`year-parts/zstd/122880` (pipeline/transform/normalize.py); the others are the
+alternatives it was chosen against. Results are saved to benchmarks/results/ (BENCHMARKS.md is
+generated from them).
 """
 
 from __future__ import annotations
@@ -135,8 +136,12 @@ def main() -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:
-        with open(ROOT / "BENCHMARKS.md", "a", encoding="utf-8") as f:
-            f.write("\n" + text)
+        sys.path.insert(0, str(ROOT))
+        from benchmarks.results import save
+
+        values = {f"{name}: MB": size / 2**20 for name, (size, _) in results.items()}
+        values |= {f"{name}: {q} s": t for name, (_, times) in results.items() for q, t in times.items()}
+        save("layout", events, f"python benchmarks/layout.py OUTPUT --repeats {args.repeats}", values)
     return 0
 
 

@@ -19,7 +19,8 @@ benchmarks/.cache/), measured in the same session so the numbers compare:
 
 Each is run `--repeats` times; the table shows medians and the peak resident
 memory of the whole process tree (sampled every 50 ms from /proc). Results are
-appended to BENCHMARKS.md with the command that produced them.
+saved to benchmarks/results/ with the command that produced them, and BENCHMARKS.md is
+regenerated from them (benchmarks/results.py).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's pipeline, even if another one is installed
 CACHE = ROOT / "benchmarks" / ".cache"
 PYTHON = sys.executable
+
+from benchmarks.results import save  # noqa: E402
+
 TODAY = dt.date(2026, 1, 1)
 
 
@@ -454,7 +458,7 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 200_000, 1_000_000])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--work", type=Path, default=CACHE / "work")
-    parser.add_argument("--no-write", action="store_true", help="print only, do not append to BENCHMARKS.md")
+    parser.add_argument("--no-write", action="store_true", help="print only, save no result")
     parser.add_argument("--dask", default=None, help="also time a full build with --dask (e.g. local:2)")
     args = parser.parse_args()
     command = (
@@ -464,12 +468,20 @@ def main() -> int:
     for size in args.sizes:
         results[size] = bench(size, args.repeats, args.work, args.dask)
         print(report({size: results[size]}, command, args.repeats, args.dask), flush=True)
-    text = report(results, command, args.repeats, args.dask)
-    if not args.no_write:
-        with open(ROOT / "BENCHMARKS.md", "a", encoding="utf-8") as f:
-            f.write("\n" + text)
-    print(text)
+        if not args.no_write:
+            save("run", size, command, flatten(results[size]))
+    print(report(results, command, args.repeats, args.dask))
     return 0
+
+
+def flatten(medians: dict[str, tuple[float, int]]) -> dict[str, float]:
+    """name -> median, plus name_peak_mb where memory was sampled."""
+    values: dict[str, float] = {}
+    for name, (median, peak) in medians.items():
+        values[name] = median
+        if peak:
+            values[f"{name}_peak_mb"] = peak / 2**20
+    return values
 
 
 if __name__ == "__main__":

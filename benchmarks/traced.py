@@ -1,5 +1,5 @@
 """`python benchmarks/traced.py run ...`: `python -m pipeline run` that also records when the
-run passes each of its checkpoints (pipeline/faults.py), for benchmarks/breakdown.py.
+run passes each of its checkpoints (pipeline/core/faults.py), for benchmarks/breakdown.py.
 
 The times go, as JSON `[[checkpoint, seconds since start], ...]`, to the file named by
 `PIPELINE_TRACE`. Only the main process is traced (parse workers are not).

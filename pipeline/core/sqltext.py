@@ -1,4 +1,4 @@
-"""SQL text: the model files in pipeline/sql/ and quoting of literals."""
+"""SQL text: the model files in pipeline/transform/sql/ and quoting of literals."""
 
 from __future__ import annotations
 

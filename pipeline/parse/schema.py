@@ -1,7 +1,7 @@
 """Arrow schemas of the staging tables: the boundary between parsing and normalizing.
 
 One set of staging files is written per batch of input files; the published
-tables are derived from them by SQL (pipeline/sql/).
+tables are derived from them by SQL (pipeline/transform/sql/).
 """
 
 from __future__ import annotations

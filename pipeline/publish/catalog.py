@@ -59,7 +59,7 @@ def attach_tables(con: duckdb.DuckDBPyConnection, publication: Path, materialize
 
 def build_catalog(catalog: Path, publication: Path) -> None:
     """Write a DuckDB file with one view per table over the publication's Parquet, and the
-    analytical views of pipeline/sql/views/ over those; swap it in by rename."""
+    analytical views of pipeline/transform/sql/views/ over those; swap it in by rename."""
     tmp = catalog.with_name(f".{catalog.name}.{os.getpid()}.tmp")
     _remove_catalog_files(tmp)
     try:

@@ -1,4 +1,4 @@
-"""Derive the published tables from the staging Parquet with DuckDB (models in pipeline/sql/).
+"""Derive the published tables from the staging Parquet with DuckDB (models in pipeline/transform/sql/).
 
 Every model is a SELECT in its own `.sql` file. A full build runs the models over
 every live staged row and writes each table split by event year

@@ -78,3 +78,22 @@ def test_traced_run_records_the_checkpoints_of_a_real_run(tmp_path, breakdown):
     assert times == sorted(times)
     steps = breakdown.steps_of(marks, 0.0)
     assert steps["total"] == pytest.approx(times[-1])
+
+
+def test_results_are_data_and_the_summary_marks_each_target(tmp_path, monkeypatch):
+    """A saved result lands in benchmarks/results/ as JSON and the generated BENCHMARKS.md
+    marks each target met or not from it (here in a scratch folder, not the repository's)."""
+    results = _load("results")
+    monkeypatch.setattr(results, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(results, "ROOT", tmp_path)
+    results.save("lean", 110_000, "cmd", {"naive": 30.0, "run_api": 8.0, "empty_api": 5.0, "noop_api": 2.5})
+    page = (tmp_path / "BENCHMARKS.md").read_text(encoding="utf-8")
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in page.splitlines() if line.startswith("| ")}
+    assert (
+        "3.75 x | met" in rows["110k events, running Prefect API: at least 3x faster than the naive script"]
+    )
+    assert "5.00 s | **not met**" in rows["Empty archive, running Prefect API"]
+    assert "2.50 s | met" in rows["Nothing to do at 110k events, running API"]
+    assert "not measured" in rows["Peak memory of the process tree, 1M full build"]
+    saved = json.loads(next((tmp_path / "results").glob("*-lean-110000.json")).read_text())
+    assert saved["values"]["naive"] == 30.0 and saved["command"] == "cmd"

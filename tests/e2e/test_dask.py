@@ -5,13 +5,13 @@ from __future__ import annotations
 import duckdb
 import fsspec
 import pytest
-from tests.e2e.test_cli import run_cli
 
 from pipeline.core.cluster import ClusterError, DaskTarget
 from pipeline.core.locations import LocationError, input_location, output_location
 from pipeline.core.tables import PUBLISHED
 from pipeline.synthetic.generate import generate
 from tests.conftest import SAMPLE, TODAY, build_tables
+from tests.e2e.test_cli import run_cli
 
 # Every published table but the run log (which differs between any two runs).
 TABLES = tuple(t for t in PUBLISHED if t != "runs")

@@ -111,9 +111,9 @@ def test_the_data_dictionary_matches_the_catalog_and_the_readme(catalog):
         catalog.execute("SELECT view_name, comment FROM duckdb_views() WHERE NOT internal").fetchall()
     )
     assert kinds == {name: entry.description for name, entry in DICTIONARY.items()}
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    start, end = readme.index("<!-- dictionary:start -->\n"), readme.index("<!-- dictionary:end -->")
-    assert readme[start + len("<!-- dictionary:start -->\n") : end] == markdown()
+    page = (REPO / "docs" / "dictionary.md").read_text(encoding="utf-8")
+    start, end = page.index("<!-- dictionary:start -->\n"), page.index("<!-- dictionary:end -->")
+    assert page[start + len("<!-- dictionary:start -->\n") : end] == markdown()
 
 
 def _storyline_id(first_event_id: str) -> str:
