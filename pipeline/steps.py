@@ -31,6 +31,9 @@ from pipeline.transform.normalize import Previous
 # A run whose `events` would hold fewer than this share of the current publication's events
 # is refused (an unmounted share looks like an empty archive), unless allowed.
 SHRINK_FLOOR = 0.9
+# Files to parse from which validation's start-up (GX import and context, ~4 s) is worth
+# doing in the background during the parse rather than when validation starts.
+WARM_UP_AFTER = 2000
 
 
 class ShrinkRefused(Exception):
@@ -89,6 +92,14 @@ def plan_run(config: RunConfig) -> RunPlan:
     )
 
 
+def warm_up_validation(config: RunConfig) -> None:
+    """Start importing Great Expectations and building its context now, in a thread: the main
+    process mostly waits while the workers list and parse (pipeline/quality/validate.py)."""
+    from pipeline.quality.validate import warm_up
+
+    warm_up(config.expectations_dir, config.layout.validation / "docs")
+
+
 def discover_input(config: RunConfig, listing: Path) -> int:
     """List (and stat) every *.md file under the input into the run's listing; the count."""
     files = discover_table(config.input_dir)
@@ -141,6 +152,8 @@ def parse_changes(
                 "their files are parsed again"
             )
     todo = incremental.plan(files, previous, config.today, broken)
+    if todo.num_rows >= WARM_UP_AFTER or plan.base is None:
+        warm_up_validation(config)  # overlaps the parse; small runs do not need it
     with batch_progress(todo.num_rows, enabled=config.show_progress) as advance, parse_pool(config) as pool:
         results = stage_all(
             todo,

@@ -1,0 +1,246 @@
+"""What each publication changed, kept for downstream systems that load incrementally.
+
+Every time the current publication changes (a run publishes, a rollback restores), a
+transition is recorded in `state/changes/<seq>/`: `meta.json` (`from`, `to`, when, and the
+parts of each table it touched) and, per table, `<table>.parquet` with the key values (the
+registry's key columns, pipeline/core/tables.py) of every row group that was inserted,
+changed or removed. Only the parts the run rewrote are compared (the others are hard links to
+the previous publication's), so recording is proportional to the change, and the log stays
+when old publications are pruned.
+
+`changes_since(RUN_ID)` follows the transitions from the last time RUN_ID became current up
+to the current publication; the union of their keys is the change set (pipeline/publish/
+export.py writes it). The `changes` table lists, for each transition of a published run, the
+events it added, changed or removed: an event is changed when any of its rows, in any
+event-keyed table, changed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from pipeline.core.config import OutputLayout
+from pipeline.core.sqltext import sql_list, sql_literal
+from pipeline.core.storage import save_json, save_parquet
+from pipeline.core.tables import PUBLISHED, TABLE, YEAR, part_path, parts
+
+CHANGES_SCHEMA = pa.schema([("run_id", pa.string()), ("event_id", pa.string()), ("change", pa.string())])
+# Tables whose rows belong to an event (keyed by event_id): an event changed in any of them is
+# `changed` in the `changes` table.
+EVENT_KEYED = tuple(t for t in PUBLISHED if TABLE[t].key == ("event_id",))
+
+
+class ChangeLogError(Exception):
+    """No change set can be made from that run."""
+
+
+@dataclass(frozen=True)
+class Transition:
+    seq: int
+    folder: Path
+    source: str | None  # the publication current before (None: the first publication)
+    target: str  # the publication current after
+    at: str
+    parts: dict[str, list[str] | None]  # table -> parts touched (None: every part)
+
+
+def log_folder(layout: OutputLayout) -> Path:
+    return layout.state / "changes"
+
+
+def transitions(layout: OutputLayout) -> list[Transition]:
+    """Every recorded transition, oldest first."""
+    folder = log_folder(layout)
+    found = []
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            meta = entry / "meta.json"
+            if not entry.name.isdigit() or not meta.is_file():
+                continue  # a transition being written, or killed before its meta: not recorded
+            value = json.loads(meta.read_text(encoding="utf-8"))
+            found.append(
+                Transition(int(entry.name), entry, value["from"], value["to"], value["at"], value["parts"])
+            )
+    return sorted(found, key=lambda t: t.seq)
+
+
+def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    table = con.execute(sql).to_arrow_table()
+    assert table is not None
+    return table
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config={"threads": 2, "memory_limit": "1GB"})
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def _part_files(publication: Path | None, table: str, names: list[str] | None) -> list[str]:
+    if publication is None:
+        return []
+    chosen = (
+        parts(publication, table)
+        if names is None
+        else [n for n in names if part_path(publication, table, n).exists()]
+    )
+    return [str(part_path(publication, table, n)) for n in chosen]
+
+
+def _relation(con: duckdb.DuckDBPyConnection, files: list[str], columns: list[str]) -> str:
+    if files:
+        return f"(SELECT {', '.join(columns)} FROM read_parquet({sql_list(files)}, union_by_name = true))"
+    return f"(SELECT {', '.join(f'NULL AS {c}' for c in columns)} WHERE false)"
+
+
+def _columns(con: duckdb.DuckDBPyConnection, files: list[str]) -> list[str]:
+    if not files:
+        return []
+    return [
+        row[0]
+        for row in con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet({sql_list(files)}, union_by_name = true)"
+        ).fetchall()
+    ]
+
+
+def record(
+    layout: OutputLayout,
+    source: str | None,
+    target: str,
+    rewritten: dict[str, list[str]] | None,
+) -> Transition:
+    """Record the change from publication `source` (None: nothing before) to `target`.
+    `rewritten`: the parts the run wrote per table (None: compare every part)."""
+    old = layout.publication(source) if source else None
+    new = layout.publication(target)
+    folder = log_folder(layout)
+    folder.mkdir(parents=True, exist_ok=True)
+    seq = max((t.seq for t in transitions(layout)), default=0) + 1
+    entry = folder / f"{seq:09d}"
+    entry.mkdir(exist_ok=True)
+    touched: dict[str, list[str] | None] = {}
+    con = _connect()
+    try:
+        for table in PUBLISHED:
+            spec = TABLE[table]
+            names = None if rewritten is None or spec.layout != YEAR else rewritten.get(table)
+            touched[table] = names
+            old_files, new_files = _part_files(old, table, names), _part_files(new, table, names)
+            old_cols, new_cols = _columns(con, old_files), _columns(con, new_files)
+            key = list(spec.key)
+            if old_cols and new_cols and old_cols != new_cols:  # another release's columns: all of it
+                sql = f"SELECT DISTINCT {', '.join(key)} FROM ({_relation(con, old_files, key)} UNION ALL {_relation(con, new_files, key)})"
+            else:
+                cols = new_cols or old_cols or key
+                a, b = _relation(con, old_files, cols), _relation(con, new_files, cols)
+                sql = (
+                    f"SELECT DISTINCT {', '.join(key)} FROM "
+                    f"((SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b}) UNION ALL (SELECT * FROM {b} EXCEPT ALL SELECT * FROM {a}))"
+                )
+            save_parquet(entry / f"{table}.parquet", _arrow(con, sql))
+        events = _event_changes(con, entry, old, new, target)
+        save_parquet(entry / "events-changes.parquet", events)
+    finally:
+        con.close()
+    at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    save_json(
+        entry / "meta.json", {"from": source, "to": target, "at": at, "parts": touched}
+    )  # last: recorded
+    return Transition(seq, entry, source, target, at, touched)
+
+
+def _event_changes(
+    con: duckdb.DuckDBPyConnection, entry: Path, old: Path | None, new: Path, target: str
+) -> pa.Table:
+    """(run_id, event_id, change) for every event whose rows changed in this transition."""
+    keyed = [sql_literal(str(entry / f"{t}.parquet")) for t in EVENT_KEYED]
+    union = " UNION ".join(f"SELECT event_id FROM read_parquet({f})" for f in keyed)
+    old_events = (
+        f"read_parquet({sql_literal(str(old / 'events' / '*.parquet'))})"
+        if old
+        else "(SELECT NULL::VARCHAR AS event_id WHERE false)"
+    )
+    new_events = f"read_parquet({sql_literal(str(new / 'events' / '*.parquet'))})"
+    return _arrow(
+        con,
+        f"""WITH touched AS ({union}),
+        o AS (SELECT event_id FROM {old_events} SEMI JOIN touched USING (event_id)),
+        n AS (SELECT event_id FROM {new_events} SEMI JOIN touched USING (event_id))
+        SELECT {sql_literal(target)} AS run_id, t.event_id,
+               CASE WHEN o.event_id IS NULL THEN 'added' WHEN n.event_id IS NULL THEN 'removed' ELSE 'changed' END AS change
+        FROM touched t LEFT JOIN o USING (event_id) LEFT JOIN n USING (event_id)
+        WHERE o.event_id IS NOT NULL OR n.event_id IS NOT NULL
+        ORDER BY t.event_id""",
+    ).cast(CHANGES_SCHEMA)
+
+
+def changes_table(layout: OutputLayout, publishing: str | None = None) -> pa.Table:
+    """The `changes` table: the event changes of every transition into a published run (and
+    into `publishing`, the run being published), oldest first; a rollback's transition is not
+    a run's change and is left out."""
+    from pipeline.publish import runs
+
+    log = runs.read_log(layout.run_log).select(["run_id", "published"]).to_pylist()
+    published = {row["run_id"] for row in log if row["published"]} | ({publishing} if publishing else set())
+    tables = []
+    seen: set[str] = set()
+    for transition in transitions(layout):
+        if transition.target in published and transition.target not in seen:
+            seen.add(transition.target)
+            path = transition.folder / "events-changes.parquet"
+            if path.exists():
+                import pyarrow.parquet as pq
+
+                tables.append(pq.read_table(path).cast(CHANGES_SCHEMA))
+    return pa.concat_tables(tables) if tables else CHANGES_SCHEMA.empty_table()
+
+
+def path_since(layout: OutputLayout, run_id: str, current: str) -> list[Transition]:
+    """The transitions from the last time `run_id` became current to the current publication."""
+    from pipeline.publish import runs
+
+    log = {row["run_id"]: row for row in runs.read_log(layout.run_log).to_pylist()}
+    if run_id not in log:
+        raise ChangeLogError(f"unknown run {run_id!r}: not in the run log of {layout.root}")
+    if not log[run_id]["published"]:
+        raise ChangeLogError(
+            f"run {run_id} never published (outcome: {log[run_id].get('outcome') or 'failed'}): no publication to start from"
+        )
+    chain = transitions(layout)
+    starts = [i for i, t in enumerate(chain) if t.target == run_id]
+    if not starts:
+        raise ChangeLogError(
+            f"run {run_id} published before the change log began (its first entry is "
+            f"{chain[0].target if chain else 'none'}): export the whole publication instead"
+        )
+    path = chain[starts[-1] + 1 :]
+    position = run_id
+    for step in path:
+        if step.source != position:
+            raise ChangeLogError(f"the change log has a gap between {position} and {step.target}")
+        position = step.target
+    if position != current:
+        raise ChangeLogError(f"the change log ends at {position}, not at the current publication {current}")
+    return path
+
+
+def forget(layout: OutputLayout, targets: set[str]) -> None:
+    """Drop the transitions into publications that never became current (a failed or killed
+    publish), and folders a killed recording left without their meta."""
+    folder = log_folder(layout)
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if not entry.name.isdigit():
+            continue
+        meta = entry / "meta.json"
+        if not meta.is_file() or json.loads(meta.read_text(encoding="utf-8"))["to"] in targets:
+            shutil.rmtree(entry, ignore_errors=True)
