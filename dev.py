@@ -27,6 +27,10 @@ PYTHON = VENV / "bin" / "python"
 STAMP = VENV / ".installed"
 COMPAT_DUCKDB_VERSION = "1.5.6"
 COMPAT_DUCKDB = VENV / "compat" / "duckdb-1.5"
+# dbt, in its own environment (its dependencies are not ours): the dbt-sources test runs
+# `dbt build` with it against a real catalog.
+DBT_VENV = VENV / "compat" / "dbt"
+DBT_PACKAGES = ["dbt-core==1.10.23", "dbt-duckdb==1.10.1"]
 
 
 def ensure_env() -> None:
@@ -47,6 +51,17 @@ def ensure_env() -> None:
     # The catalog must open in DuckDB 1.x readers: the tests read it with this one.
     if not (COMPAT_DUCKDB / "duckdb").is_dir():
         subprocess.run([*pip, "--target", str(COMPAT_DUCKDB), f"duckdb=={COMPAT_DUCKDB_VERSION}"], check=True)
+    if not (DBT_VENV / "bin" / "dbt").exists():
+        venv.create(DBT_VENV, with_pip=True)
+        dbt_pip = [
+            str(DBT_VENV / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ]
+        subprocess.run([*dbt_pip, *DBT_PACKAGES], check=True)
     STAMP.write_text(want)
 
 

@@ -74,7 +74,18 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
 
 
 def run(archive: Path, output: Path, *extra: str) -> list[str]:
-    return [PYTHON, "-m", "pipeline", "run", "--input", str(archive), "--output", str(output), "--no-progress", *extra]
+    return [
+        PYTHON,
+        "-m",
+        "pipeline",
+        "run",
+        "--input",
+        str(archive),
+        "--output",
+        str(output),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def main() -> int:
@@ -90,18 +101,25 @@ def main() -> int:
     home = work / "prefect-home"
     server, url = start_api(home)
     api = {**os.environ, "PREFECT_API_URL": url, "PREFECT_HOME": str(home)}
-    temp = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(work / "temp-home")}
+    temp = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {
+        "PREFECT_HOME": str(work / "temp-home")
+    }
     samples: dict[str, list[float]] = {}
     try:
         timed(run(empty, work / "warm-up"), api)  # imports compiled, server warm
         for r in range(args.repeats):
             samples.setdefault("naive", []).append(
-                timed([PYTHON, str(ROOT / "benchmarks" / "naive.py"), str(archive), str(work / f"naive-{r}")], api)
+                timed(
+                    [PYTHON, str(ROOT / "benchmarks" / "naive.py"), str(archive), str(work / f"naive-{r}")],
+                    api,
+                )
             )
             out = work / f"out-{r}"
             samples.setdefault("run_api", []).append(timed(run(archive, out, "--full-refresh"), api))
             row = last_run(out)
-            samples.setdefault("full_api", []).append((row["finished_at"] - row["started_at"]).total_seconds())
+            samples.setdefault("full_api", []).append(
+                (row["finished_at"] - row["started_at"]).total_seconds()
+            )
             for stage in ("discover", "parse", "normalize", "validate"):
                 samples.setdefault(f"full_api_{stage}", []).append(row[f"seconds_{stage}"])
             samples.setdefault("noop_api", []).append(timed(run(archive, out), api))

@@ -24,7 +24,9 @@ DATE = re.compile(r"^### \[(\d{4})-(\d{2})-(\d{2})\]\([^)]*\)\s*$")
 TITLE = re.compile(r"^# (.*)$")
 ITEM = re.compile(r"^\s*(?:\d+\.|[-*])\s+(.*)$")
 SOURCE = re.compile(r"^\[(.*?)\]\((https?://.*)\)\s*$", re.I)
-RELATED = re.compile(r"^\[(.*)\]\(/?news/(\d{4})/(\d{1,2})/(\d{1,2})/([a-z0-9-]+)\.md\)\s*(?:_Context:\s*(.*)_)?\s*$")
+RELATED = re.compile(
+    r"^\[(.*)\]\(/?news/(\d{4})/(\d{1,2})/(\d{1,2})/([a-z0-9-]+)\.md\)\s*(?:_Context:\s*(.*)_)?\s*$"
+)
 LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 PATH = re.compile(r"(?:^|/)news/(\d{4})/(\d{1,2})/(\d{1,2})/([a-z0-9-]+)\.md$")
 NON_SLUG = re.compile(r"[^a-z0-9]+")
@@ -51,7 +53,9 @@ def contexts(text: str) -> list[str]:
 def main(root: Path, out: Path) -> int:
     started = time.perf_counter()
     today = dt.date.today()
-    rows: dict[str, list[dict]] = {k: [] for k in ("events", "sources", "relations", "contexts", "files", "quarantine")}
+    rows: dict[str, list[dict]] = {
+        k: [] for k in ("events", "sources", "relations", "contexts", "files", "quarantine")
+    }
     paths = sorted(
         os.path.relpath(os.path.join(d, f), root).replace(os.sep, "/")
         for d, _, fs in os.walk(root)
@@ -61,7 +65,14 @@ def main(root: Path, out: Path) -> int:
     for rel in paths:
         data = (root / rel).read_bytes()
         sha = hashlib.sha256(data).hexdigest()
-        file = {"file_path": rel, "content_sha256": sha, "bytes": len(data), "status": "parsed", "reason": None, "event_id": None}
+        file = {
+            "file_path": rel,
+            "content_sha256": sha,
+            "bytes": len(data),
+            "status": "parsed",
+            "reason": None,
+            "event_id": None,
+        }
         rows["files"].append(file)
         if rel.endswith("/index.md") or rel == "index.md":
             file.update(status="skipped", reason="day_index")
@@ -97,43 +108,84 @@ def main(root: Path, out: Path) -> int:
         paragraphs = "\n".join(lines[title_at + 1 : end]).split("\n\n")
         summary = "\n\n".join(p for p in (" ".join(LINK.sub(r"\1", p).split()) for p in paragraphs) if p)
         pm = PATH.search(rel)
-        event_id = f"{int(pm[1]):04d}-{int(pm[2]):02d}-{int(pm[3]):02d}/{pm[4]}" if pm else f"{date}/{slugify(title)}"
+        event_id = (
+            f"{int(pm[1]):04d}-{int(pm[2]):02d}-{int(pm[3]):02d}/{pm[4]}"
+            if pm
+            else f"{date}/{slugify(title)}"
+        )
         file["event_id"] = event_id
         section, cover, sources, relations = None, None, 0, 0
         for number in list(range(nonblank[0] + 1, title_at)) + list(range(end, len(lines))):
             line = lines[number]
             if line.startswith("### "):
                 name = line[4:].strip().rstrip(":").lower()
-                section = "source" if name in ("source", "sources") else "related" if name == "related" else None
+                section = (
+                    "source" if name in ("source", "sources") else "related" if name == "related" else None
+                )
                 continue
             if section is None or not line.strip():
                 continue
             item = ITEM.match(line)
             if not item:
-                rows["quarantine"].append({"file_path": rel, "section": section, "raw": line, "reason": "not_a_list_item"})
+                rows["quarantine"].append(
+                    {"file_path": rel, "section": section, "raw": line, "reason": "not_a_list_item"}
+                )
                 continue
             body = item[1].strip()
             if section == "source":
                 s = SOURCE.match(body)
                 if not s:
-                    rows["quarantine"].append({"file_path": rel, "section": section, "raw": line, "reason": "bad_url"})
+                    rows["quarantine"].append(
+                        {"file_path": rel, "section": section, "raw": line, "reason": "bad_url"}
+                    )
                 elif s[1].strip().lower() == "cover image" and cover is None:
                     cover = s[2]
                 else:
                     sources += 1
                     host = re.sub(r"^www\.", "", s[2].split("/")[2].lower())
-                    rows["sources"].append({"event_id": event_id, "position": sources, "name": s[1].strip(), "url": s[2], "host": host})
+                    rows["sources"].append(
+                        {
+                            "event_id": event_id,
+                            "position": sources,
+                            "name": s[1].strip(),
+                            "url": s[2],
+                            "host": host,
+                        }
+                    )
             else:
                 r = RELATED.match(body)
                 if not r:
-                    rows["quarantine"].append({"file_path": rel, "section": section, "raw": line, "reason": "bad_link"})
+                    rows["quarantine"].append(
+                        {"file_path": rel, "section": section, "raw": line, "reason": "bad_link"}
+                    )
                     continue
                 relations += 1
                 target = f"{r[2]}-{int(r[3]):02d}-{int(r[4]):02d}/{r[5]}"
-                rows["relations"].append({"event_id": event_id, "position": relations, "related_event_id": target, "related_title": r[1].strip(), "related_date": dt.date(int(r[2]), int(r[3]), int(r[4]))})
+                rows["relations"].append(
+                    {
+                        "event_id": event_id,
+                        "position": relations,
+                        "related_event_id": target,
+                        "related_title": r[1].strip(),
+                        "related_date": dt.date(int(r[2]), int(r[3]), int(r[4])),
+                    }
+                )
                 for name in contexts(r[6] or ""):
                     rows["contexts"].append({"event_id": event_id, "related_event_id": target, "name": name})
-        rows["events"].append({"event_id": event_id, "event_date": date, "title": title, "summary": summary, "slug": event_id[11:], "cover_image_url": cover, "source_count": sources, "related_count": relations, "file_path": rel, "content_sha256": sha})
+        rows["events"].append(
+            {
+                "event_id": event_id,
+                "event_date": date,
+                "title": title,
+                "summary": summary,
+                "slug": event_id[11:],
+                "cover_image_url": cover,
+                "source_count": sources,
+                "related_count": relations,
+                "file_path": rel,
+                "content_sha256": sha,
+            }
+        )
     frames = {k: pd.DataFrame(v) for k, v in rows.items()}
     events = frames["events"].drop_duplicates("event_id", keep="first")
     files = frames["files"]
@@ -145,18 +197,27 @@ def main(root: Path, out: Path) -> int:
     if len(relations):
         relations["resolved"] = relations["related_event_id"].isin(events["event_id"])
         dates = pd.to_datetime(events.set_index("event_id")["event_date"])
-        relations["days_apart"] = (pd.to_datetime(relations["related_date"]) - relations["event_id"].map(dates)).dt.days
+        relations["days_apart"] = (
+            pd.to_datetime(relations["related_date"]) - relations["event_id"].map(dates)
+        ).dt.days
     ctx = frames["contexts"]
     if len(ctx):
-        ctx["tag_id"] = ctx["name"].map(lambda n: hashlib.sha256(" ".join(n.casefold().split()).encode()).hexdigest()[:16])
+        ctx["tag_id"] = ctx["name"].map(
+            lambda n: hashlib.sha256(" ".join(n.casefold().split()).encode()).hexdigest()[:16]
+        )
         ctx = ctx[ctx["event_id"].isin(events["event_id"])]
         event_tags = ctx[["event_id", "tag_id"]].drop_duplicates()
-        tags = ctx.merge(events[["event_id", "event_date"]], on="event_id").groupby("tag_id").agg(
-            name=("name", lambda s: s.value_counts().sort_index().idxmax()),
-            event_count=("event_id", "nunique"),
-            first_date=("event_date", "min"),
-            last_date=("event_date", "max"),
-        ).reset_index()
+        tags = (
+            ctx.merge(events[["event_id", "event_date"]], on="event_id")
+            .groupby("tag_id")
+            .agg(
+                name=("name", lambda s: s.value_counts().sort_index().idxmax()),
+                event_count=("event_id", "nunique"),
+                first_date=("event_date", "min"),
+                last_date=("event_date", "max"),
+            )
+            .reset_index()
+        )
         frames["relation_tags"] = ctx[["event_id", "related_event_id", "tag_id"]].drop_duplicates()
     else:
         event_tags = tags = pd.DataFrame()

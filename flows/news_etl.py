@@ -24,10 +24,11 @@ from pipeline.core.config import DEFAULT_INPUT, DEFAULT_OUTPUT, RunConfig, Story
 from pipeline.core.faults import checkpoint
 from pipeline.core.locations import output_location
 from pipeline.core.lock import claim_output, output_lock
-from pipeline.core.tables import runs_file
+from pipeline.core.storage import save_parquet
+from pipeline.core.tables import WHOLE, part_path, runs_file
 from pipeline.extract.discover import InputMissing, InputUnlistable
 from pipeline.publish import catalog as publishing
-from pipeline.publish import runs
+from pipeline.publish import changes, runs
 from pipeline.publish.registry import Registry, parse_duration
 from pipeline.publish.report import Validation, write_report
 from pipeline.quality.validate import ValidationReport, validate_publication
@@ -133,6 +134,23 @@ def write_run_report(config: RunConfig, publication: Path, run_id: str, report: 
     return write_report(publication, config.layout.report, run_id, validation)
 
 
+# --- Changes: what this publication changes, for incremental loads -------------------------------
+@task(name="record-changes", cache_policy=NO_CACHE)
+def record_changes(
+    config: RunConfig,
+    plan: steps.RunPlan,
+    run_id: str,
+    rewritten: dict[str, list[str]] | None,
+    publication: Path,
+) -> int:
+    """Log the keys this publication changes against the current one; write its `changes` table."""
+    layout = config.layout
+    changes.record(layout, plan.current, run_id, rewritten)
+    table = changes.changes_table(layout, publishing=run_id)
+    save_parquet(part_path(publication, "changes", WHOLE), table)
+    return table.num_rows
+
+
 # --- Publish: make the publication current -----------------------------------------------------
 @task(name="publish-tables", retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
 def publish_tables(config: RunConfig, run_id: str, next_manifest: Path, registry: Registry) -> Path:
@@ -234,6 +252,7 @@ def _run(config: RunConfig) -> dict[str, Any]:
         if not report.passed:
             _report(record, report, None, page)
             raise ValidationFailed(report)
+        record_changes(config, plan, record.run_id, normalized.rewritten if plan.base else None, publication)
         # The publication's own `runs` table shows this run as published (it is only ever
         # seen once it is); the run log says so only after the swap succeeded.
         record.published, record.outcome = True, runs.PUBLISHED
@@ -247,6 +266,7 @@ def _run(config: RunConfig) -> dict[str, Any]:
         _record_failure(layout, record, exc)
         if publishing.current_run_id(layout) != record.run_id:
             publishing.discard(publication)
+            changes.forget(layout, {record.run_id})
             registry.forget(record.run_id)
         raise
     finally:

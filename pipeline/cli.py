@@ -126,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("dictionary", help="print the data dictionary (every table, view and column) as Markdown")
 
+    dbt = sub.add_parser("dbt-sources", help="write a dbt sources.yml for the catalog (docs and tests)")
+    dbt.add_argument("--to", type=Path, required=True, help="the sources.yml file to write")
+
     exp = sub.add_parser(
         "export", help="write the current publication (or the changes since a run) for other tools"
     )
@@ -142,6 +145,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     exp.add_argument(
         "--force", action="store_true", help="replace an existing target folder (atomically, when complete)"
+    )
+    exp.add_argument(
+        "--since",
+        metavar="RUN_ID",
+        default=None,
+        help="write the change set from the publication of RUN_ID to the current one (parquet or csv): "
+        "NAME.<format> rows to insert, NAME.deleted.<format> keys removed, manifest.json",
     )
     exp.add_argument(
         "--csv-raw",
@@ -163,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "generate": _generate,
         "export": _export,
         "dictionary": _dictionary,
+        "dbt-sources": _dbt_sources,
     }
     try:
         return commands[args.command](args)
@@ -194,6 +205,14 @@ def _fail(message: str) -> int:
     if rest:
         print(rest, file=sys.stderr)
     return 1
+
+
+def _dbt_sources(args: argparse.Namespace) -> int:
+    from pipeline.publish.dbt import write_sources
+
+    tests = write_sources(args.to)
+    print(f"wrote {args.to} (every table and view, {tests} dbt tests from the critical expectations)")
+    return 0
 
 
 def _dictionary(args: argparse.Namespace) -> int:
@@ -437,8 +456,23 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from pipeline.publish.export import ExportError, export
+    from pipeline.publish.export import ExportError, export, export_since
 
+    if args.since is not None:
+        try:
+            manifest = export_since(args.output, args.since, args.format, args.to, args.force, args.csv_raw)
+        except ExportError as exc:
+            return _fail(str(exc))
+        except OSError as exc:
+            return _fail(f"export failed: {_os_error(exc)}; nothing was written to {args.to}")
+        tables = manifest["tables"]
+        rows = sum(t["rows"] for t in tables.values())
+        deleted = sum(t["deleted"] for t in tables.values())
+        print(
+            f"exported the changes from {manifest['from_run_id']} to {manifest['to_run_id']} as {args.format} "
+            f"to {args.to.resolve()}: {rows} rows to insert, {deleted} keys deleted"
+        )
+        return 0
     try:
         target = export(args.output, args.format, args.to, force=args.force, csv_raw=args.csv_raw)
     except ExportError as exc:

@@ -36,7 +36,9 @@ class Table:
     (pipeline/publish/dictionary.py); its expectation suite, if any, has its name too."""
 
     name: str
-    key: tuple[str, ...]  # the columns that say which rows belong together (change sets, #23)
+    # The columns that say which rows belong together: a change set replaces all rows of a
+    # changed key (`export --since`); () for a small table replaced whole.
+    key: tuple[str, ...]
     layout: str = YEAR
     order: str = "ALL"  # row order within a part
     presorted: bool = False  # the model ends with that ORDER BY: fresh rows need no sort
@@ -55,7 +57,8 @@ TABLES: tuple[Table, ...] = (
     Table("quarantine", ("event_id",), order="file_path, line_number", presorted=True),
     Table("storylines", ("storyline_id",), layout=ONE_FILE),
     Table("event_storylines", ("event_id",)),
-    Table("runs", ("run_id",), layout=ONE_FILE),
+    Table("runs", (), layout=ONE_FILE),  # small: replaced whole in change sets
+    Table("changes", ("run_id",), layout=ONE_FILE),
     Table("tag_spellings", ("event_id",), presorted=True, published=False),
 )
 TABLE: dict[str, Table] = {t.name: t for t in TABLES}

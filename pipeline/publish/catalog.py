@@ -46,6 +46,12 @@ def attach_tables(con: duckdb.DuckDBPyConnection, publication: Path, materialize
     tables holding the rows), the analytical views over them and the dictionary's comments."""
     kind = "TABLE" if materialize else "VIEW"
     for table in PUBLISHED:
+        if table == "changes" and not (publication / table).is_dir():  # made by an earlier release
+            con.execute(
+                f"CREATE {kind} changes AS SELECT NULL::VARCHAR AS run_id, NULL::VARCHAR AS event_id, "
+                "NULL::VARCHAR AS change WHERE false"
+            )
+            continue
         path = sql_literal(table_glob(publication, table))
         con.execute(f"CREATE {kind} {table} AS SELECT * FROM read_parquet({path})")
     for view in VIEWS:
@@ -167,13 +173,17 @@ def rollback(layout: OutputLayout, run_id: str) -> Path:
     if run_id not in kept:
         shown = ", ".join(sorted(kept)) or "none"
         raise LookupError(f"no kept publication {run_id!r} in {layout.root} (kept: {shown})")
+    from pipeline.publish import changes
+
     publication = layout.publication(run_id)
+    transition = changes.record(layout, current_run_id(layout), run_id, None)
     before = registry.snapshot()
     registry.made_current(run_id)
     try:
         build_catalog(layout.catalog, publication)
     except BaseException:
         registry.restore(before)  # the catalog was not swapped: it never became current
+        reg.remove_tree(transition.folder)
         raise
     point_current(layout, run_id)
     return publication
@@ -202,15 +212,17 @@ def clean_leftovers(layout: OutputLayout, registry: reg.Registry) -> None:
     """Remove what a killed run left behind: its work folder, a publication that never became
     current, half-built catalog and link files. Only what the registry names, and the
     temporary files of our own naming. Call only while holding the lock."""
+    from pipeline.publish import changes
+
     current = current_run_id(layout)
-    changed = False
+    never = {r for r in registry.entries if r != current and not registry.was_current(r)}
+    changes.forget(layout, never)  # their transitions were recorded but never happened
     for run_id in list(registry.entries):
         reg.remove_tree(layout.run_work(run_id))
-        if run_id != current and not registry.was_current(run_id):
+        if run_id in never:
             reg.remove_tree(layout.publication(run_id))
             del registry.entries[run_id]
-            changed = True
-    if changed:
+    if never:
         registry.save()
     if layout.work.is_dir() and not any(layout.work.iterdir()):
         layout.work.rmdir()

@@ -35,6 +35,9 @@ CHANGES_SCHEMA = pa.schema([("run_id", pa.string()), ("event_id", pa.string()), 
 # Tables whose rows belong to an event (keyed by event_id): an event changed in any of them is
 # `changed` in the `changes` table.
 EVENT_KEYED = tuple(t for t in PUBLISHED if TABLE[t].key == ("event_id",))
+# Tables whose changed keys are found by comparing the parts; `runs` (key []) is replaced whole
+# in a change set and `changes` is keyed by the runs it lists.
+DIFFED = tuple(t for t in PUBLISHED if TABLE[t].key and t != "changes")
 
 
 class ChangeLogError(Exception):
@@ -129,7 +132,7 @@ def record(
     touched: dict[str, list[str] | None] = {}
     con = _connect()
     try:
-        for table in PUBLISHED:
+        for table in DIFFED:
             spec = TABLE[table]
             names = None if rewritten is None or spec.layout != YEAR else rewritten.get(table)
             touched[table] = names
@@ -148,6 +151,13 @@ def record(
             save_parquet(entry / f"{table}.parquet", _arrow(con, sql))
         events = _event_changes(con, entry, old, new, target)
         save_parquet(entry / "events-changes.parquet", events)
+        # `changes` itself, keyed by run: this run's rows are new; a rollback drops the rows of
+        # the runs it goes back over (they are not in the restored publication's table).
+        before = _changes_runs(con, old)
+        after = _changes_runs(con, new) if (new / "changes").is_dir() else before | {target}
+        keys = sorted((before ^ after) | {target})
+        save_parquet(entry / "changes.parquet", pa.table({"run_id": pa.array(keys, pa.string())}))
+        touched["changes"] = None
     finally:
         con.close()
     at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -155,6 +165,13 @@ def record(
         entry / "meta.json", {"from": source, "to": target, "at": at, "parts": touched}
     )  # last: recorded
     return Transition(seq, entry, source, target, at, touched)
+
+
+def _changes_runs(con: duckdb.DuckDBPyConnection, publication: Path | None) -> set[str]:
+    if publication is None or not (publication / "changes").is_dir():
+        return set()
+    glob = sql_literal(str(publication / "changes" / "*.parquet"))
+    return {row[0] for row in con.execute(f"SELECT DISTINCT run_id FROM read_parquet({glob})").fetchall()}
 
 
 def _event_changes(

@@ -172,6 +172,17 @@ DICTIONARY: dict[str, Entry] = {
             "detail": "why the run ended as it did, when it did not publish (one line)",
         },
     ),
+    "changes": Entry(
+        "table",
+        "One row per event changed by each published run, up to this publication: what a "
+        "downstream load since a given run has to replay (`python -m pipeline export --since RUN_ID` "
+        "writes the change set of every table).",
+        {
+            "run_id": "the published run",
+            "event_id": "an event whose rows changed in that run, in any event-keyed table",
+            "change": "added (new event id), changed (rows differ), removed (event id gone)",
+        },
+    ),
     "daily_counts": Entry(
         "view",
         "One row per day with events.",

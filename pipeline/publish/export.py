@@ -16,16 +16,18 @@ folder beside the target, renamed into place when complete.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from pipeline.core.config import OutputLayout
 from pipeline.core.lock import is_ours
-from pipeline.core.sqltext import sql_literal
-from pipeline.core.tables import PUBLISHED, VIEWS
+from pipeline.core.sqltext import sql_list, sql_literal
+from pipeline.core.tables import PUBLISHED, TABLE, VIEWS, part_path, table_glob
 from pipeline.publish.catalog import attach_tables, connect_file, current_run_id
 
 FORMATS = ("duckdb", "parquet", "csv")
@@ -134,3 +136,121 @@ def _to_files(publication: Path, folder: Path, fmt: str, csv_raw: bool) -> None:
             con.execute(f"COPY ({select}) TO {sql_literal(str(folder / f'{name}.{fmt}'))} ({options})")
     finally:
         con.close()
+
+
+# --- Change sets -------------------------------------------------------------------------------
+def export_since(
+    output: Path, since: str, fmt: str, target: Path, force: bool = False, csv_raw: bool = False
+) -> dict[str, Any]:
+    """Write the change set from the publication of run `since` to the current one (contract,
+    section 4): per table `NAME.<fmt>` (rows to insert: every current row of a changed key) and
+    `NAME.deleted.<fmt>` (changed keys with no current row), and `manifest.json`. Applied to
+    the tables as `since` published them (delete the rows whose key is deleted or inserted,
+    then insert; a table with key [] is replaced whole) it gives the current tables."""
+    from pipeline.publish import changes
+
+    if fmt not in ("parquet", "csv"):
+        raise ExportError(f"a change set is written as parquet or csv, not {fmt}")
+    layout = OutputLayout(output.resolve())
+    current = current_run_id(layout) if is_ours(layout.root) else None
+    if current is None:
+        raise ExportError(f"no current publication in {output} (run the pipeline first)")
+    try:
+        path = changes.path_since(layout, since, current)
+    except changes.ChangeLogError as exc:
+        raise ExportError(str(exc)) from None
+    publication = layout.publication(current)
+    target = target.resolve()
+    check_target(layout, target, force)
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    manifest: dict[str, Any] = {"from_run_id": since, "to_run_id": current, "tables": {}}
+    con = duckdb.connect(config={"threads": 2, "memory_limit": "1GB"})
+    try:
+        if target.is_dir():
+            os.chmod(staging, target.stat().st_mode & 0o7777)
+        for table in PUBLISHED:
+            key = list(TABLE[table].key)
+            rows, deleted = _change_set(con, layout, publication, table, key, path)
+            _write(con, rows, staging / f"{table}.{fmt}", fmt, csv_raw)
+            entry: dict[str, Any] = {"key": key, "rows": _count(con, rows), "deleted": 0}
+            if key:
+                _write(con, deleted, staging / f"{table}.deleted.{fmt}", fmt, csv_raw)
+                entry["deleted"] = _count(con, deleted)
+            manifest["tables"][table] = entry
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        replace_folder(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        con.close()
+    return manifest
+
+
+def _change_set(
+    con: duckdb.DuckDBPyConnection,
+    layout: OutputLayout,
+    publication: Path,
+    table: str,
+    key: list[str],
+    path: list[Any],
+) -> tuple[str, str]:
+    """(SELECT of the rows to insert, SELECT of the deleted keys) of `table` along `path`."""
+    if not (publication / table).is_dir():
+        empty = (
+            "SELECT NULL::VARCHAR AS run_id, NULL::VARCHAR AS event_id, NULL::VARCHAR AS change WHERE false"
+        )
+        return empty, "SELECT NULL::VARCHAR AS run_id WHERE false"
+    if not key:  # replaced whole
+        return f"SELECT * FROM read_parquet({sql_literal(table_glob(publication, table))})", ""
+    logs = [
+        str(step.folder / f"{table}.parquet") for step in path if (step.folder / f"{table}.parquet").exists()
+    ]
+    columns = ", ".join(key)
+    if not logs:
+        keys = f"(SELECT {', '.join(f'NULL::VARCHAR AS {k}' for k in key)} WHERE false)"
+    else:
+        keys = f"(SELECT DISTINCT {columns} FROM read_parquet({sql_list(logs)}))"
+    # Only the parts the transitions touched can hold changed rows (all, if any step says all).
+    touched: set[str] | None = set()
+    for step in path:
+        names = step.parts.get(table)
+        if names is None:
+            touched = None
+            break
+        assert touched is not None
+        touched.update(names)
+    if touched is None:
+        files = [table_glob(publication, table)]
+    else:
+        files = [
+            str(part_path(publication, table, n))
+            for n in sorted(touched)
+            if part_path(publication, table, n).exists()
+        ]
+    current = (
+        f"(SELECT * FROM read_parquet({sql_list(files)}))"
+        if files
+        else f"(SELECT * FROM read_parquet({sql_literal(table_glob(publication, table))}) WHERE false)"
+    )
+    rows = f"SELECT * FROM {current} SEMI JOIN {keys} k USING ({columns})"
+    deleted = f"SELECT * FROM {keys} k ANTI JOIN (SELECT {columns} FROM {current}) USING ({columns})"
+    return rows, deleted
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _write(con: duckdb.DuckDBPyConnection, sql: str, path: Path, fmt: str, csv_raw: bool) -> None:
+    con.execute(f"CREATE OR REPLACE TEMP VIEW change_rows AS {sql}")
+    if fmt == "parquet":
+        con.execute(
+            f"COPY (SELECT * FROM change_rows) TO {sql_literal(str(path))} (FORMAT parquet, COMPRESSION zstd)"
+        )
+    else:
+        select = csv_select(con, "change_rows", csv_raw)
+        con.execute(f"COPY ({select}) TO {sql_literal(str(path))} (FORMAT csv, HEADER true)")
