@@ -233,43 +233,40 @@ def quiet_prefect(verbose: bool) -> None:
 
 # --- run ------------------------------------------------------------------------------------------
 def run_parameters(args: argparse.Namespace) -> dict[str, Any]:
-    """Check a run's options before anything else happens (no lock, no Prefect, no folder
-    made) and turn them into the flow's parameters; UsageError says what is wrong."""
-    from pipeline.core.cluster import ClusterError, DaskTarget
-    from pipeline.core.locations import LocationError, input_location, output_location
+    """The flow's parameters from a run's options, checked before anything else happens (no
+    lock, no Prefect, no folder made) by building the run's configuration, the one place every
+    input is checked; UsageError says what is wrong."""
+    from pipeline.core.config import ConfigError, RunConfig, StorylineRule
     from pipeline.publish.registry import parse_duration
 
     try:
-        source = input_location(args.input)
-        output = output_location(args.output)
-        if args.dask is not None:
-            DaskTarget.parse(args.dask)
-        parse_duration(args.retention)
-    except (LocationError, ClusterError, ValueError) as exc:
+        config = RunConfig(
+            args.input,
+            args.output,
+            full_refresh=args.full_refresh,
+            batch_size=args.batch_size,
+            **({"workers": args.workers} if args.workers is not None else {}),
+            keep_publications=args.keep,
+            retention=parse_duration(args.retention),
+            storylines=StorylineRule(args.storyline_max_tag_events, args.storyline_max_span_days),
+            dask=args.dask,
+            allow_shrink=args.allow_shrink,
+            **({"expectations_dir": args.expectations} if args.expectations else {}),
+        )
+    except (ConfigError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    if isinstance(source, Path) and not source.is_dir():
-        kind = "is not a folder" if source.exists() else "not found"
-        raise UsageError(f"input folder {kind}: {args.input}")
-    if output.exists() and not output.is_dir():
-        raise UsageError(f"the output {args.output} is a file, not a folder")
-    if isinstance(source, Path) and (output == source or output.is_relative_to(source)):
-        raise UsageError(f"the output folder {output} must not be inside the input folder {source}")
-    if args.storyline_max_tag_events < 1 or args.storyline_max_span_days < 0:
-        raise UsageError("--storyline-max-tag-events must be >= 1 and --storyline-max-span-days >= 0")
-    if args.keep < 1 or args.batch_size < 1 or (args.workers is not None and args.workers < 1):
-        raise UsageError("--keep, --batch-size and --workers must be at least 1")
     return {
-        "input": str(source),
-        "output": str(output),
-        "full_refresh": args.full_refresh,
+        "input": str(config.input_dir),
+        "output": str(config.output_dir),
+        "full_refresh": config.full_refresh,
         "workers": args.workers,
-        "batch_size": args.batch_size,
-        "expectations": str(args.expectations.resolve()) if args.expectations else None,
-        "storyline_max_tag_events": args.storyline_max_tag_events,
-        "storyline_max_span_days": args.storyline_max_span_days,
-        "dask": args.dask,
-        "allow_shrink": args.allow_shrink,
-        "keep": args.keep,
+        "batch_size": config.batch_size,
+        "expectations": str(config.expectations_dir) if args.expectations else None,
+        "storyline_max_tag_events": config.storylines.max_tag_events,
+        "storyline_max_span_days": config.storylines.max_tag_span_days,
+        "dask": config.dask,
+        "allow_shrink": config.allow_shrink,
+        "keep": config.keep_publications,
         "retention": args.retention,
     }
 
@@ -330,13 +327,14 @@ def _run_flow(args: argparse.Namespace, parameters: dict[str, Any]) -> dict[str,
 def _run_failure(exc: BaseException, verbose: bool) -> int:
     from flows.news_etl import ValidationFailed
     from pipeline.core.cluster import ClusterError
+    from pipeline.core.config import ConfigError
     from pipeline.core.lock import NotOurFolder, OutputLocked
     from pipeline.extract.discover import InputMissing, InputUnlistable
     from pipeline.steps import ShrinkRefused
 
     if isinstance(exc, ValidationFailed | ShrinkRefused | InputUnlistable):
         return _fail(str(exc))
-    if isinstance(exc, OutputLocked | InputMissing | ClusterError | NotOurFolder):
+    if isinstance(exc, OutputLocked | InputMissing | ClusterError | NotOurFolder | ConfigError):
         return _fail(str(exc))
     if verbose:
         import traceback
@@ -426,6 +424,8 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
+    import duckdb
+
     from pipeline.core.config import OutputLayout
     from pipeline.core.lock import OutputLocked, is_ours, output_lock
     from pipeline.publish.catalog import rollback
@@ -440,6 +440,8 @@ def _rollback(args: argparse.Namespace) -> int:
         return _fail(str(exc).strip("'\""))
     except OSError as exc:
         return _fail(f"rollback failed: {_os_error(exc)}; the current publication is unchanged")
+    except duckdb.Error as exc:  # the catalog could not be written (read-only output, full disk)
+        return _fail(f"rollback failed: {_one_line(exc)}; the current publication is unchanged")
     print(f"current publication: {args.run_id} ({layout.catalog})")
     return 0
 

@@ -34,6 +34,10 @@ def utc_today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
 
+class ConfigError(ValueError):
+    """A run option the pipeline cannot use, with the reason (one line)."""
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a run depends on. Paths are absolute so no stage depends on the cwd; the
@@ -55,15 +59,30 @@ class RunConfig:
     retention: dt.timedelta = dt.timedelta(hours=1)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "input_dir", input_location(self.input_dir))
-        object.__setattr__(self, "output_dir", output_location(self.output_dir))
-        if self.dask is not None:
-            DaskTarget.parse(self.dask)
+        """Every check of a run's inputs, in one place (the command line, `serve` and a
+        deployment's flow runs all build a RunConfig); ConfigError says what is wrong."""
+        try:
+            object.__setattr__(self, "input_dir", input_location(self.input_dir))
+            object.__setattr__(self, "output_dir", output_location(self.output_dir))
+            if self.dask is not None:
+                DaskTarget.parse(self.dask)
+        except ValueError as exc:  # LocationError, ClusterError
+            raise ConfigError(str(exc)) from None
         object.__setattr__(self, "expectations_dir", Path(self.expectations_dir).resolve())
+        source, output = self.input_dir, self.output_dir
+        if isinstance(source, Path) and not source.is_dir():
+            kind = "is not a folder" if source.exists() else "not found"
+            raise ConfigError(f"input folder {kind}: {source}")
+        if output.exists() and not output.is_dir():
+            raise ConfigError(f"the output {output} is a file, not a folder")
+        if isinstance(source, Path) and (output == source or output.is_relative_to(source)):
+            raise ConfigError(f"the output folder {output} must not be inside the input folder {source}")
+        if not self.expectations_dir.is_dir():
+            raise ConfigError(f"expectations folder not found: {self.expectations_dir}")
         if self.batch_size < 1 or self.workers < 1 or self.keep_publications < 1:
-            raise ValueError("batch_size, workers and keep_publications must be at least 1")
+            raise ConfigError("--batch-size, --workers and --keep must be at least 1")
         if self.retention < dt.timedelta(0):
-            raise ValueError("retention must not be negative")
+            raise ConfigError("--retention must not be negative")
 
     @property
     def build_options(self) -> str:

@@ -75,7 +75,7 @@ def transitions(layout: OutputLayout) -> list[Transition]:
 
 
 def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
-    table = con.execute(sql).to_arrow_table()
+    table = con.sql(sql).to_arrow_table()
     assert table is not None
     return table
 
@@ -132,7 +132,9 @@ def record(
     touched: dict[str, list[str] | None] = {}
     con = _connect()
     try:
-        for table in DIFFED:
+        # The first publication's keys are never read (a change set starts after a run's
+        # transition, and nothing comes before the first): only its events are listed.
+        for table in DIFFED if old is not None else ():
             spec = TABLE[table]
             names = None if rewritten is None or spec.layout != YEAR else rewritten.get(table)
             touched[table] = names
@@ -178,6 +180,13 @@ def _event_changes(
     con: duckdb.DuckDBPyConnection, entry: Path, old: Path | None, new: Path, target: str
 ) -> pa.Table:
     """(run_id, event_id, change) for every event whose rows changed in this transition."""
+    if old is None:  # the first publication: every event is added
+        glob = sql_literal(str(new / "events" / "*.parquet"))
+        return _arrow(
+            con,
+            f"SELECT {sql_literal(target)} AS run_id, event_id, 'added' AS change "
+            f"FROM read_parquet({glob}) ORDER BY event_id",
+        ).cast(CHANGES_SCHEMA)
     keyed = [sql_literal(str(entry / f"{t}.parquet")) for t in EVENT_KEYED]
     union = " UNION ".join(f"SELECT event_id FROM read_parquet({f})" for f in keyed)
     old_events = (

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.core.sqltext import sql_literal
 from pipeline.core.tables import PUBLISHED, VIEWS
 
 
@@ -240,10 +241,6 @@ DICTIONARY: dict[str, Entry] = {
 }
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 if set(DICTIONARY) != {*PUBLISHED, *VIEWS}:  # the registry (pipeline/core/tables.py) names them
     raise RuntimeError(
         f"the data dictionary and the table registry differ: {set(DICTIONARY) ^ {*PUBLISHED, *VIEWS}}"
@@ -254,9 +251,9 @@ def comment_statements() -> list[str]:
     """`COMMENT ON` statements that put the dictionary into a DuckDB catalog."""
     out = []
     for name, entry in DICTIONARY.items():
-        out.append(f"COMMENT ON VIEW {name} IS {_quote(entry.description)}")
+        out.append(f"COMMENT ON VIEW {name} IS {sql_literal(entry.description)}")
         for column, text in entry.columns.items():
-            out.append(f"COMMENT ON COLUMN {name}.{column} IS {_quote(text)}")
+            out.append(f"COMMENT ON COLUMN {name}.{column} IS {sql_literal(text)}")
     return out
 
 

@@ -38,7 +38,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     width = max(len(label) for label, _ in rows)
     lines = [f"news-etl run {result['run_id']}"]
     lines += [f"  {label:<{width}}  {value}".rstrip() for label, value in rows]
-    lines += [f"warning: {line}" for line in result["warnings"]]
+    lines += [f"warning: {line.removeprefix('[warning] ')}" for line in result["warnings"]]
     return lines
 
 

@@ -84,7 +84,15 @@ def test_wait_blocks_until_the_running_one_finishes(tmp_path):
         text=True,
     )
     try:
-        time.sleep(20)  # longer than a whole sample run: only a waiting run has not published yet
+        # wait until the kernel lists the run as blocked on the lock (/proc/locks: `->`)
+        inode = os.stat(tmp_path / "o" / ".lock").st_ino
+        deadline = time.monotonic() + 120
+        while not any(
+            line.split()[1] == "->" and line.split()[-3].endswith(f":{inode}")
+            for line in Path("/proc/locks").read_text().splitlines()
+        ):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
         assert proc.poll() is None  # still waiting for the lock
         assert not (tmp_path / "o" / "news.duckdb").exists()
     finally:

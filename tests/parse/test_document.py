@@ -405,3 +405,26 @@ def test_fast_item_paths_take_the_common_items():
         "the-islamic-state-seizes-sinjar",
         ("2014 Northern Iraq offensive", "Islamic State"),
     )
+
+
+@pytest.mark.parametrize(
+    ("written", "names"),
+    [
+        ("French presidential election, 2017", ["French presidential election, 2017"]),
+        (
+            "COVID-19 pandemic in Washington, D.C., Islamic State",
+            ["COVID-19 pandemic in Washington, D.C.", "Islamic State"],
+        ),
+        ("Greenville, SC., Storms", ["Greenville, SC.", "Storms"]),
+        ("2017, Elections", ["2017", "Elections"]),  # a first piece is never joined
+        ("Iraq, Syria", ["Iraq", "Syria"]),
+        ("Iraq,  2014 , U.K.", ["Iraq, 2014, U.K."]),  # trimmed, then joined
+        ("St. Louis, Jr. , Tornado", ["St. Louis, Jr.", "Tornado"]),  # "Jr." joins onto "St. Louis"
+        ("Long abbreviation, Abcdef.", ["Long abbreviation", "Abcdef."]),  # 7 characters: stands alone
+    ],
+)
+def test_context_names_that_contain_a_comma(written, names):
+    """Contract, section 1: a digits-only piece or an abbreviation of at most 5 characters
+    ending in `.` joins the piece before it with `, `."""
+    ev = ok(event_doc(related=(f"1. [T](/news/2014/06/21/t.md) _Context: {written}_",)))
+    assert list(ev.relations[0].contexts) == names
