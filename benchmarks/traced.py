@@ -17,10 +17,10 @@ from pathlib import Path
 STARTED = time.perf_counter()
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's pipeline
 
-import pipeline.core.faults as faults  # noqa: E402  (patched before any module imports `checkpoint`)
+import pipeline.core.faults as faults  # noqa: E402  (patched before any module imports `crash_point`)
 
 _marks: list[tuple[str, float]] = []
-_original = faults.checkpoint
+_original = faults.crash_point
 
 
 def _traced(name: str) -> None:
@@ -33,7 +33,7 @@ def _write() -> None:
     Path(os.environ["PIPELINE_TRACE"]).write_text(json.dumps(_marks), encoding="utf-8")
 
 
-faults.checkpoint = _traced
+faults.crash_point = _traced
 
 if __name__ == "__main__":
     atexit.register(_write)

@@ -21,7 +21,7 @@ from prefect.exceptions import TerminationSignal
 
 from pipeline import steps
 from pipeline.core.config import DEFAULT_INPUT, DEFAULT_OUTPUT, RunConfig, StorylineRule
-from pipeline.core.faults import checkpoint
+from pipeline.core.faults import crash_point
 from pipeline.core.locations import output_location
 from pipeline.core.lock import claim_output, output_lock
 from pipeline.core.storage import save_parquet
@@ -84,14 +84,14 @@ def parse_documents(
 # --- Normalize: staging to the published tables -----------------------------------------------
 @task(name="normalize-tables", cache_policy=NO_CACHE)
 def normalize_tables(
-    config: RunConfig, plan: steps.RunPlan, live: Path, publication: Path, work: Path
+    config: RunConfig, plan: steps.RunPlan, live_manifest: Path, publication: Path, work: Path
 ) -> NormalizeResult:
     """Derive the tables from the live staged rows: only what changed since the plan's base, if any."""
     return normalize(
         config.layout.staging,
         publication,
         work,
-        live=live,
+        live_manifest=live_manifest,
         previous=plan.base,
         threads=config.workers,
         storylines=config.storylines,
@@ -245,12 +245,12 @@ def _run(config: RunConfig) -> dict[str, Any]:
                 record.files_seen,
                 normalized.rewritten if plan.checked else None,
             )
-        checkpoint("validate:done")
+        crash_point("validate:done")
         record.validation_passed = report.passed
         record.finished_at = dt.datetime.now(dt.UTC)
         page = write_run_report(config, publication, record.run_id, report)
         if not report.passed:
-            _report(record, report, None, page)
+            _artifacts(record, report, None, page)
             raise ValidationFailed(report)
         record_changes(config, plan, record.run_id, normalized.rewritten if plan.base else None, publication)
         # The publication's own `runs` table shows this run as published (it is only ever
@@ -258,7 +258,7 @@ def _run(config: RunConfig) -> dict[str, Any]:
         record.published, record.outcome = True, runs.PUBLISHED
         log = runs.append(layout.run_log, _pending(record))
         runs.write_table(runs.with_record(log, record), runs_file(publication))
-        checkpoint("publish:runs-written")
+        crash_point("publish:runs-written")
         publish_tables(config, record.run_id, next_manifest, registry)
         runs.append(layout.run_log, record)
     except BaseException as exc:
@@ -271,7 +271,7 @@ def _run(config: RunConfig) -> dict[str, Any]:
         raise
     finally:
         publishing.discard(work)
-    _report(record, report, layout.catalog, page)
+    _artifacts(record, report, layout.catalog, page)
     logger.info("published %s events to %s", record.events, layout.catalog)
     return _result(config, record, warnings) | {
         "publication": str(publication),
@@ -354,7 +354,7 @@ def _record_failure(layout: Any, record: runs.RunRecord, exc: BaseException) -> 
         runs.append(layout.run_log, record)
 
 
-def _report(record: runs.RunRecord, report: ValidationReport, catalog: Path | None, page: Path) -> None:
+def _artifacts(record: runs.RunRecord, report: ValidationReport, catalog: Path | None, page: Path) -> None:
     """Prefect artifacts: the run's counts as a table, and a markdown summary with the paths."""
     create_table_artifact(
         key="news-etl-counts",

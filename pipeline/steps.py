@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from pipeline.core.cluster import DaskTarget, Pool, dask_pool
 from pipeline.core.config import OutputLayout, RunConfig
-from pipeline.core.faults import checkpoint
+from pipeline.core.faults import crash_point
 from pipeline.core.progress import batch_progress
 from pipeline.core.tables import row_count
 from pipeline.extract.discover import discover_table, read_listing, release_arrow_memory, write_listing
@@ -26,7 +26,7 @@ from pipeline.parse.stage import stage_all
 from pipeline.publish import runs
 from pipeline.publish.catalog import current_run_id, is_complete
 from pipeline.transform import incremental
-from pipeline.transform.normalize import Previous
+from pipeline.transform.normalize import BuildBase
 
 # A run whose `events` would hold fewer than this share of the current publication's events
 # is refused (an unmounted share looks like an empty archive), unless allowed.
@@ -61,7 +61,7 @@ class RunPlan:
 
     current: str | None  # the current publication's run id
     reparse_all: str | None  # why every file is parsed again; None: only new and changed files
-    base: Previous | None  # the publication an incremental build starts from; None: a full build
+    base: BuildBase | None  # the publication an incremental build starts from; None: a full build
     checked: bool  # the base's parts passed this run's expectation suites
     expectations: str  # fingerprints this run records in its manifest
     code: str
@@ -86,7 +86,7 @@ def plan_run(config: RunConfig) -> RunPlan:
         and origin.code == code
         and is_complete(layout.publication(current))
     ):
-        base = Previous(layout.publication(current), layout.manifest)
+        base = BuildBase(layout.publication(current), layout.manifest)
     return RunPlan(
         current, reparse, base, base is not None and origin.expectations == expectations, expectations, code
     )
@@ -104,7 +104,7 @@ def discover_input(config: RunConfig, listing: Path) -> int:
     """List (and stat) every *.md file under the input into the run's listing; the count."""
     files = discover_table(config.input_dir)
     write_listing(files, listing)
-    checkpoint("discover:listed")
+    crash_point("discover:listed")
     count = files.num_rows
     del files
     release_arrow_memory()
@@ -139,7 +139,7 @@ def parse_changes(
     previous = incremental.read_manifest(layout.manifest)
     live = incremental.live_batches(previous)
     incremental.collect_garbage(layout.staging, live)
-    checkpoint("parse:collected-garbage")
+    crash_point("parse:collected-garbage")
     warnings = []
     if plan.reparse_all:
         previous = incremental.MANIFEST_SCHEMA.empty_table()
@@ -165,14 +165,14 @@ def parse_changes(
             prefix=run_id,
             executor=pool.executor if pool else None,
         )
-    checkpoint("parse:all-batches")
+    crash_point("parse:all-batches")
     manifest = incremental.next_manifest(files, todo, previous, layout.staging, [r.batch for r in results])
     unchanged = (
         plan.base is not None and plan.checked and not broken and incremental.same_content(manifest, previous)
     )
     origin = plan.current if unchanged and plan.current else run_id
     incremental.write_manifest(manifest, next_manifest, origin, plan.expectations, plan.code)
-    checkpoint("parse:manifest-written")
+    crash_point("parse:manifest-written")
     if unchanged:
         commit_manifest(layout, next_manifest)
     count = todo.num_rows
@@ -187,7 +187,7 @@ def commit_manifest(layout: OutputLayout, next_manifest: Path) -> None:
 
     if next_manifest.exists():
         os.replace(next_manifest, layout.manifest)
-    checkpoint("publish:manifest-committed")
+    crash_point("publish:manifest-committed")
     incremental.collect_garbage(layout.staging, incremental.committed_batches(layout.manifest))
 
 

@@ -58,3 +58,14 @@ def processes_with(marker: str) -> list[int]:
         if marker.encode() in environ and state != b"Z":
             found.append(int(entry))
     return found
+
+
+def rows(catalog: Path, sql: str) -> list[tuple]:
+    """The rows of `sql` on a catalog opened read-only (closed again)."""
+    import duckdb
+
+    con = duckdb.connect(str(catalog), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()

@@ -9,7 +9,7 @@ expects the retried batch to succeed.
 `PIPELINE_STALL_AT=<name>` makes the run stop at the point as if a step took minutes (the
 interrupt tests send their signal then; `PIPELINE_STALL_FLAG=<file>` is created on arrival).
 With `PIPELINE_STALL_SIGNALS=blocked` the stall also blocks SIGINT and SIGTERM in the main
-thread, like a long C call that Python cannot interrupt. Without the variables a checkpoint
+thread, like a long C call that Python cannot interrupt. Without the variables a crash point
 costs two dictionary lookups.
 """
 
@@ -46,7 +46,7 @@ CRASH_POINTS = (
 )
 
 
-def checkpoint(name: str) -> None:
+def crash_point(name: str) -> None:
     if os.environ.get("PIPELINE_STALL_AT") == name:
         _stall()
     if os.environ.get("PIPELINE_CRASH_AT") == name:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.core.faults import checkpoint
+from pipeline.core.faults import crash_point
 from pipeline.core.interrupt import ignore_in_worker
 from pipeline.core.locations import is_url
 from pipeline.core.storage import save_parquet
@@ -319,7 +319,7 @@ class _Columns:
             table = table.append_column("batch", pa.array([batch] * table.num_rows, pa.string()))
             save_parquet(directory / f"{name}-{batch}.parquet", table, compression="zstd")
             if name == "stg_sources":
-                checkpoint("stage:partial-batch")
+                crash_point("stage:partial-batch")
 
 
 def stage_batch(batch: str, files: Sequence[InputFile], directory: Path, today: dt.date) -> BatchResult:
@@ -404,7 +404,7 @@ def stage_all(
         for n, key in enumerate(keys):
             stage, rows = batch(n)
             results.append(stage(key, rows, directory, today))
-            checkpoint("parse:first-batch")
+            crash_point("parse:first-batch")
             if on_batch:
                 on_batch(results[-1])
         return results
@@ -448,6 +448,6 @@ def _collect_one(
     on_batch: Callable[[BatchResult], None] | None,
 ) -> None:
     results.append(in_flight.popleft().result())
-    checkpoint("parse:first-batch")
+    crash_point("parse:first-batch")
     if on_batch:
         on_batch(results[-1])

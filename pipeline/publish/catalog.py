@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.core.config import OutputLayout
-from pipeline.core.faults import checkpoint
+from pipeline.core.faults import crash_point
 from pipeline.core.sqltext import sql_literal
 from pipeline.core.tables import PUBLISHED, VIEWS, runs_file, table_glob, view_sql
 from pipeline.publish import registry as reg
@@ -75,7 +75,7 @@ def build_catalog(catalog: Path, publication: Path) -> None:
             con.execute("CHECKPOINT")
         finally:
             con.close()
-        checkpoint("publish:catalog-built")
+        crash_point("publish:catalog-built")
         os.replace(tmp, catalog)
     except BaseException:
         _remove_catalog_files(tmp)  # the write-ahead log too: a full disk leaves one behind
@@ -121,21 +121,27 @@ def publish(
     """Make `run_id`'s publication current, then prune (see `prune`)."""
     registry = registry or load_registry(layout)
     publication = layout.publication(run_id)
-    # Recorded before the swap: a run killed between the catalog and `current` swaps leaves a
-    # catalog pointing at this publication, which must then not be cleaned away.
+    swap_catalog(layout, registry, run_id)
+    crash_point("publish:catalog-swapped")
+    point_current(layout, run_id)
+    crash_point("publish:current-swapped")
+    prune(layout, registry, keep, retention)
+    crash_point("publish:pruned")
+    return publication
+
+
+def swap_catalog(layout: OutputLayout, registry: reg.Registry, run_id: str) -> None:
+    """Record `run_id` as current, then swap the catalog to its publication. Recorded first: a
+    process killed between the catalog and `current` swaps leaves a catalog pointing at this
+    publication, which must then not be cleaned away; if the catalog cannot be built, the
+    record is undone (it never became current)."""
     before = registry.snapshot()
     registry.made_current(run_id)
     try:
-        build_catalog(layout.catalog, publication)
+        build_catalog(layout.catalog, layout.publication(run_id))
     except BaseException:
-        registry.restore(before)  # the catalog was not swapped: it never became current
+        registry.restore(before)
         raise
-    checkpoint("publish:catalog-swapped")
-    point_current(layout, run_id)
-    checkpoint("publish:current-swapped")
-    prune(layout, registry, keep, retention)
-    checkpoint("publish:pruned")
-    return publication
 
 
 def is_complete(publication: Path) -> bool:
@@ -177,13 +183,10 @@ def rollback(layout: OutputLayout, run_id: str) -> Path:
 
     publication = layout.publication(run_id)
     transition = changes.record(layout, current_run_id(layout), run_id, None)
-    before = registry.snapshot()
-    registry.made_current(run_id)
     try:
-        build_catalog(layout.catalog, publication)
+        swap_catalog(layout, registry, run_id)
     except BaseException:
-        registry.restore(before)  # the catalog was not swapped: it never became current
-        reg.remove_tree(transition.folder)
+        reg.remove_tree(transition.folder)  # it never happened
         raise
     point_current(layout, run_id)
     return publication

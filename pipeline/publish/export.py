@@ -60,13 +60,8 @@ def export(output: Path, fmt: str, target: Path, force: bool = False, csv_raw: b
         raise ExportError(f"no current publication in {output} (run the pipeline first)")
     publication = layout.publication(run_id)
     target = target.resolve()
-    check_target(layout, target, force)
-    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = staging_for(layout, target, force)
     try:
-        if target.is_dir():  # keep the target's permissions (a private 700 folder stays private)
-            os.chmod(staging, target.stat().st_mode & 0o7777)
         if fmt == "duckdb":
             _to_duckdb(publication, staging / "news.duckdb")
         else:
@@ -76,6 +71,18 @@ def export(output: Path, fmt: str, target: Path, force: bool = False, csv_raw: b
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def staging_for(layout: OutputLayout, target: Path, force: bool) -> Path:
+    """A fresh temporary folder beside `target` (checked first), with the target's permissions
+    if it exists (a private 700 folder stays private)."""
+    check_target(layout, target, force)
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    if target.is_dir():
+        os.chmod(staging, target.stat().st_mode & 0o7777)
+    return staging
 
 
 def replace_folder(staging: Path, target: Path) -> None:
@@ -161,15 +168,10 @@ def export_since(
         raise ExportError(str(exc)) from None
     publication = layout.publication(current)
     target = target.resolve()
-    check_target(layout, target, force)
-    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = staging_for(layout, target, force)
     manifest: dict[str, Any] = {"from_run_id": since, "to_run_id": current, "tables": {}}
     con = duckdb.connect(config={"threads": 2, "memory_limit": "1GB"})
     try:
-        if target.is_dir():
-            os.chmod(staging, target.stat().st_mode & 0o7777)
         for table in PUBLISHED:
             key = list(TABLE[table].key)
             rows, deleted = _change_set(con, layout, publication, table, key, path)

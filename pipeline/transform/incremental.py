@@ -239,7 +239,7 @@ def plan(
 def next_manifest(
     listing: pa.Table, parsed: pa.Table, previous: pa.Table, staging: Path, batches: Sequence[str]
 ) -> pa.Table:
-    """Previous entries of unchanged files plus this run's staged files; vanished files drop out."""
+    """BuildBase entries of unchanged files plus this run's staged files; vanished files drop out."""
     keep = pc.and_(
         pc.is_in(previous["file_path"], listing["rel_path"]),
         pc.invert(pc.is_in(previous["file_path"], parsed["rel_path"])),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.core.faults import checkpoint
+from pipeline.core.faults import crash_point
 from pipeline.core.interrupt import track
 from pipeline.core.sqltext import model_sql, sql_list, sql_literal
 from pipeline.core.tables import (
@@ -63,7 +63,7 @@ PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
 
 
 @dataclass(frozen=True)
-class Previous:
+class BuildBase:
     """The publication the previous manifest belongs to: the base of an incremental build."""
 
     publication: Path
@@ -105,25 +105,25 @@ def normalize(
     staging_dir: Path,
     publication_dir: Path,
     work_dir: Path,
-    live: Path | None = None,
-    previous: Previous | None = None,
+    live_manifest: Path | None = None,
+    previous: BuildBase | None = None,
     threads: int = 2,
     memory_limit: str = "1GB",
     storylines: StorylineRule = DEFAULT_RULE,
 ) -> NormalizeResult:
     """Write every table under `publication_dir` (see pipeline/tables.py).
 
-    `live` is the manifest naming each file's current batch (without it every staged row
-    counts). With `previous` (and `live`), only what changed since that publication is
+    `live_manifest` is the manifest naming each file's current batch (without it every staged row
+    counts). With `previous` (and `live_manifest`), only what changed since that publication is
     recomputed; without it, everything is."""
     publication_dir.mkdir(parents=True, exist_ok=True)
     con = connect(work_dir, threads, memory_limit)
     try:
-        base = previous if live is not None else None
-        if base is not None and live is not None:
-            result = _incremental(con, staging_dir, publication_dir, live, base, threads)
+        base = previous if live_manifest is not None else None
+        if base is not None and live_manifest is not None:
+            result = _incremental(con, staging_dir, publication_dir, live_manifest, base, threads)
         else:
-            result = _full(con, staging_dir, publication_dir, live, threads)
+            result = _full(con, staging_dir, publication_dir, live_manifest, threads)
         written, linked = write_storylines(
             con, publication_dir, storylines, PARQUET_OPTIONS, base.publication if base else None, threads
         )
@@ -138,26 +138,30 @@ def normalize(
 
 # --- Full build --------------------------------------------------------------------------------
 def _full(
-    con: duckdb.DuckDBPyConnection, staging_dir: Path, publication: Path, live: Path | None, workers: int
+    con: duckdb.DuckDBPyConnection,
+    staging_dir: Path,
+    publication: Path,
+    live_manifest: Path | None,
+    workers: int,
 ) -> NormalizeResult:
-    """Every live staged row. Rather than semi-joining every staging view with the live
+    """Every live staged row. Rather than semi-joining every staging view with the live manifest
     manifest (a hash table of every file, probed in each model: DuckDB ran out of its 1 GB at
     1M events), the dead (file, batch) pairs, those of replaced or removed files, are found
     once from stg_files and anti-joined; on a first build there are none."""
     dead = ""
     batches: list[str] | None = None
-    if live is not None:
+    if live_manifest is not None:
         # Only the batches the manifest names are read: a full refresh never depends on other
         # (older, possibly damaged) staging files.
         batches = _column(
-            con, f"SELECT DISTINCT batch FROM read_parquet({sql_literal(str(live))}) ORDER BY 1"
+            con, f"SELECT DISTINCT batch FROM read_parquet({sql_literal(str(live_manifest))}) ORDER BY 1"
         )
     if batches:
         files = sql_list([str(staging_dir / f"stg_files-{b}.parquet") for b in batches])
         con.execute(
             f"""CREATE TABLE dead AS
             SELECT file_path, batch FROM read_parquet({files})
-            ANTI JOIN (SELECT file_path, batch FROM read_parquet({sql_literal(str(live))}))
+            ANTI JOIN (SELECT file_path, batch FROM read_parquet({sql_literal(str(live_manifest))}))
             USING (file_path, batch)"""
         )
         if _one(con, "SELECT count(*) FROM dead"):
@@ -206,8 +210,8 @@ def _incremental(
     con: duckdb.DuckDBPyConnection,
     staging_dir: Path,
     publication: Path,
-    live: Path,
-    previous: Previous,
+    live_manifest: Path,
+    previous: BuildBase,
     workers: int,
 ) -> NormalizeResult:
     old = previous.publication
@@ -216,7 +220,7 @@ def _incremental(
         SELECT coalesce(n.file_path, o.file_path) AS file_path,
                o.event_id AS old_event_id, n.event_id AS new_event_id
         FROM read_parquet({sql_literal(str(previous.manifest))}) o
-        FULL JOIN read_parquet({sql_literal(str(live))}) n ON n.file_path = o.file_path
+        FULL JOIN read_parquet({sql_literal(str(live_manifest))}) n ON n.file_path = o.file_path
         WHERE o.batch IS DISTINCT FROM n.batch"""
     )
     # Event ids whose winning file may differ: those any changed file had or has.
@@ -228,7 +232,7 @@ def _incremental(
     # Files whose rows are recomputed: the changed ones and every live file of an affected event.
     con.execute(
         f"""CREATE TABLE scope AS
-        SELECT file_path, batch FROM read_parquet({sql_literal(str(live))}) n
+        SELECT file_path, batch FROM read_parquet({sql_literal(str(live_manifest))}) n
         WHERE n.file_path IN (SELECT file_path FROM changed)
            OR n.event_id IN (SELECT event_id FROM affected)"""
     )
@@ -354,7 +358,7 @@ def _write_parts(
             )
         jobs.append((sql, part_path(publication, name, part)))
     write_parts(con, jobs, PARQUET_OPTIONS, workers)
-    checkpoint(f"normalize:{name}")
+    crash_point(f"normalize:{name}")
 
 
 def _write_tags(con: duckdb.DuckDBPyConnection, publication: Path) -> None:
@@ -364,7 +368,7 @@ def _write_tags(con: duckdb.DuckDBPyConnection, publication: Path) -> None:
             f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(table_glob(publication, name))})"
         )
     write_part(con, model_sql("tags"), part_path(publication, "tags", WHOLE), PARQUET_OPTIONS)
-    checkpoint("normalize:tags")
+    crash_point("normalize:tags")
 
 
 def _counts(publication: Path) -> dict[str, int]:

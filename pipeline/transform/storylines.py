@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.core.config import StorylineRule
-from pipeline.core.faults import checkpoint
+from pipeline.core.faults import crash_point
 from pipeline.core.sqltext import model_sql, sql_literal
 from pipeline.core.tables import (
     NO_EVENT,
@@ -116,7 +116,7 @@ def write_storylines(
     for name in ("event_storylines", "storylines"):
         con.execute(f"DROP TABLE fresh_{name} CASCADE")
     con.execute("DROP TABLE specific_tags")
-    checkpoint("normalize:storylines")
+    crash_point("normalize:storylines")
     return written, linked
 
 

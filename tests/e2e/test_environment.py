@@ -13,12 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from pipeline.core.config import OutputLayout
 from pipeline.publish.catalog import current_run_id
 from tests.conftest import REPO, build_tables, event_doc, write_archive
+from tests.e2e_support import rows
 
 NO_BYPASS = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner"]
 needs_setpriv = pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux setpriv")
@@ -33,14 +33,6 @@ def cli(*args: str, caps: bool = True, cwd: Path = REPO) -> subprocess.Completed
         text=True,
         timeout=300,
     )
-
-
-def rows(catalog: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(catalog), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def small_archive(root: Path, n: int = 3) -> Path:

@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 from tests.conftest import SAMPLE
+from tests.e2e_support import rows
 
 pytestmark = pytest.mark.flow
 
@@ -18,14 +19,6 @@ pytestmark = pytest.mark.flow
 @pytest.fixture(scope="module")
 def catalog(sample_build) -> Path:
     return Path(sample_build["catalog"])
-
-
-def rows(catalog: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(catalog), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_every_sample_file_is_accounted_for(catalog):

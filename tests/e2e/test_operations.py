@@ -19,17 +19,9 @@ import pytest
 from pipeline.core.config import OutputLayout
 from pipeline.publish.catalog import current_run_id
 from tests.conftest import REPO, SAMPLE, event_doc, write_archive
-from tests.e2e_support import api_env, cli, own_server_env, processes_with
+from tests.e2e_support import api_env, cli, own_server_env, processes_with, rows
 
 pytestmark = pytest.mark.flow
-
-
-def rows(catalog: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(catalog), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")
