@@ -19,9 +19,9 @@ import pyarrow as pa
 from pipeline.core.cluster import DaskTarget, Pool, dask_pool
 from pipeline.core.config import OutputLayout, RunConfig
 from pipeline.core.faults import crash_point
-from pipeline.core.progress import batch_progress
 from pipeline.core.tables import row_count
 from pipeline.extract.discover import discover_table, read_listing, release_arrow_memory, write_listing
+from pipeline.parse.progress import batch_progress
 from pipeline.parse.stage import stage_all
 from pipeline.publish import runs
 from pipeline.publish.catalog import current_run_id, is_complete

@@ -8,6 +8,7 @@ never goes through a link to somewhere else. Files written from Python are creat
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -76,6 +77,15 @@ def save_parquet(target: Path, table: Any, **options: Any) -> None:
     import pyarrow.parquet as pq
 
     save_atomic(target, lambda handle: pq.write_table(table, handle, **options))
+
+
+def not_a_link(path: Path) -> str:
+    """`path` as a string to read a state file by, refusing a link planted in its place.
+    (Parquet is read by path: pyarrow reading from a Python buffer or file object can abort
+    the interpreter at exit, `terminate called without an active exception`, pyarrow 26.)"""
+    if path.is_symlink():
+        raise OSError(errno.ELOOP, "a state file is a symbolic link", str(path))
+    return str(path)
 
 
 def read_no_follow(path: Path) -> bytes:

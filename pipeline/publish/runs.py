@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.core.storage import read_no_follow, save_parquet
+from pipeline.core.storage import not_a_link, save_parquet
 from pipeline.core.tables import table_glob
 from pipeline.transform.incremental import StateError, set_aside
 
@@ -89,7 +89,7 @@ def read_log(path: Path) -> pa.Table:
     if not (path.is_symlink() or path.exists()):
         return SCHEMA.empty_table()
     try:
-        log = pq.read_table(pa.BufferReader(read_no_follow(path)))
+        log = pq.read_table(not_a_link(path))
     except (OSError, pa.ArrowException) as exc:
         raise StateError(str(exc)) from exc
     for name in SCHEMA.names:  # a log written by an older version lacks newer columns

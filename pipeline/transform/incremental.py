@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.core.storage import TMP_SUFFIX, read_no_follow, save_parquet
+from pipeline.core.storage import TMP_SUFFIX, not_a_link, save_parquet
 from pipeline.parse.schema import STAGING
 
 # A file rejected for one of these may be accepted later without any change to its bytes.
@@ -84,7 +84,7 @@ def read_manifest(path: Path) -> pa.Table:
     format. Raises StateError when it cannot be read (see `check_manifest`)."""
     if path.is_symlink() or path.exists():
         try:
-            table = pq.read_table(pa.BufferReader(read_no_follow(path)))
+            table = pq.read_table(not_a_link(path))
         except (OSError, pa.ArrowException) as exc:
             raise StateError(str(exc)) from exc
         if set(MANIFEST_SCHEMA.names) <= set(table.column_names):
@@ -106,7 +106,7 @@ def manifest_origin(path: Path) -> Origin:
     expectations it passed and of the parser that staged its rows; all None when the manifest
     is missing, unreadable or of an older format."""
     try:
-        schema = pq.read_schema(pa.BufferReader(read_no_follow(path)))
+        schema = pq.read_schema(not_a_link(path))
     except (OSError, pa.ArrowException):
         return Origin(None, None, None)
     if not set(MANIFEST_SCHEMA.names) <= set(schema.names):

@@ -404,3 +404,15 @@ def test_export_on_a_full_disk_is_one_line(sample_output, tmp_path, monkeypatch,
         not (tmp_path / "x").exists()
         and [p.name for p in tmp_path.iterdir() if p.name.startswith(".x")] == []
     )
+
+
+def test_reading_commands_exit_cleanly_every_time(sample_output):
+    """`history` and `status` read the state's Parquet by path: reading it through a Python
+    buffer made pyarrow abort the interpreter at exit now and then (`terminate called without
+    an active exception`, exit -6)."""
+    codes = [
+        cli(command, "--output", str(sample_output)).returncode
+        for _ in range(8)
+        for command in ("history", "status")
+    ]
+    assert codes == [0] * 16
