@@ -65,9 +65,9 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
     retry_condition_fn=_transient,
     cache_policy=NO_CACHE,
 )
-def discover_files(config: RunConfig, listing: Path) -> int:
-    """List (and stat) every *.md file under the input into the run's file listing."""
-    return steps.discover_input(config, listing)
+def discover_files(config: RunConfig, listing: Path, changed: list[str] | None = None) -> int:
+    """List (and stat) the input's *.md files: all of them, or the reported changed paths."""
+    return steps.discover_input(config, listing, changed)
 
 
 # --- Parse: new and changed documents to staging Parquet --------------------------------------
@@ -179,6 +179,7 @@ def news_etl(
     allow_shrink: bool = False,
     keep: int = 3,
     retention: str = "1h",
+    changed_paths: list[str] | None = None,
 ) -> dict[str, Any]:
     """Build, validate and publish the news tables from an event archive (incrementally by default)."""
     options: dict[str, Any] = {
@@ -198,10 +199,10 @@ def news_etl(
     layout = config.layout
     claim_output(layout.root)
     with output_lock(layout.lock, wait=wait_for_lock):
-        return _run(config)
+        return _run(config, changed_paths)
 
 
-def _run(config: RunConfig) -> dict[str, Any]:
+def _run(config: RunConfig, changed: list[str] | None = None) -> dict[str, Any]:
     layout = config.layout
     logger = get_run_logger()
     warnings = steps.check_state(layout)
@@ -219,7 +220,7 @@ def _run(config: RunConfig) -> dict[str, Any]:
     listing = work / "discovered.arrow"
     try:
         with record.timed("discover"):
-            record.files_seen = discover_files(config, listing)
+            record.files_seen = discover_files(config, listing, changed)
         plan = steps.plan_run(config)
         record.full_refresh = plan.base is None
         with record.timed("parse"):

@@ -90,6 +90,13 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="build, validate and publish the tables (runs the Prefect flow)")
     _add_run_options(run)
     run.add_argument("--wait", action="store_true", help="wait for a run in progress instead of exiting")
+    run.add_argument(
+        "--changed",
+        metavar="FILE",
+        default=None,
+        help="look only at these paths (one per line, relative to the input, files or folders; - for "
+        "stdin), as a mirroring tool reports its changes, instead of listing the whole archive",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar even in a terminal")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON (for scripts)")
     run.add_argument("--verbose", action="store_true", help="show Prefect's logs on the console")
@@ -256,7 +263,12 @@ def run_parameters(args: argparse.Namespace) -> dict[str, Any]:
         )
     except (ConfigError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    try:
+        changed = changed_paths(getattr(args, "changed", None))
+    except OSError as exc:
+        raise UsageError(f"cannot read --changed {args.changed}: {exc.strerror or exc}") from None
     return {
+        "changed_paths": changed,
         "input": str(config.input_dir),
         "output": str(config.output_dir),
         "full_refresh": config.full_refresh,
@@ -325,15 +337,23 @@ def _run_flow(args: argparse.Namespace, parameters: dict[str, Any]) -> dict[str,
         )
 
 
+def changed_paths(source: str | None) -> list[str] | None:
+    """The paths of `--changed` (a file, or - for stdin), one per line, blank lines skipped."""
+    if source is None:
+        return None
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def _run_failure(exc: BaseException, verbose: bool) -> int:
     from flows.news_etl import ValidationFailed
     from pipeline.core.cluster import ClusterError
     from pipeline.core.config import ConfigError
     from pipeline.core.lock import NotOurFolder, OutputLocked
-    from pipeline.extract.discover import InputMissing, InputUnlistable
+    from pipeline.extract.discover import BadChangedPath, InputMissing, InputUnlistable
     from pipeline.steps import ShrinkRefused
 
-    if isinstance(exc, ValidationFailed | ShrinkRefused | InputUnlistable):
+    if isinstance(exc, ValidationFailed | ShrinkRefused | InputUnlistable | BadChangedPath):
         return _fail(str(exc))
     if isinstance(exc, OutputLocked | InputMissing | ClusterError | NotOurFolder | ConfigError):
         return _fail(str(exc))

@@ -20,7 +20,13 @@ from pipeline.core.cluster import DaskTarget, Pool, dask_pool
 from pipeline.core.config import OutputLayout, RunConfig
 from pipeline.core.faults import crash_point
 from pipeline.core.tables import row_count
-from pipeline.extract.discover import discover_table, read_listing, release_arrow_memory, write_listing
+from pipeline.extract.discover import (
+    discover_table,
+    read_listing,
+    release_arrow_memory,
+    update_listing,
+    write_listing,
+)
 from pipeline.parse.progress import batch_progress
 from pipeline.parse.stage import stage_all
 from pipeline.publish import runs
@@ -100,9 +106,19 @@ def warm_up_validation(config: RunConfig) -> None:
     warm_up(config.expectations_dir, config.layout.validation / "docs")
 
 
-def discover_input(config: RunConfig, listing: Path) -> int:
-    """List (and stat) every *.md file under the input into the run's listing; the count."""
-    files = discover_table(config.input_dir)
+def discover_input(config: RunConfig, listing: Path, changed: list[str] | None = None) -> int:
+    """List (and stat) every *.md file under the input into the run's listing; the count.
+    With `changed` (paths a watcher or a mirroring tool reports), only those are looked at:
+    the rest of the listing is the incremental manifest's (no walk over the archive). Without
+    a manifest to start from, or for a remote input, the archive is listed whole."""
+    known = incremental.read_manifest(config.layout.manifest) if changed is not None else None
+    if known is not None and known.num_rows and isinstance(config.input_dir, Path):
+        table = known.select(["file_path", "size", "mtime_ns"]).rename_columns(
+            ["rel_path", "size", "mtime_ns"]
+        )
+        files = update_listing(config.input_dir, table, changed or [])
+    else:
+        files = discover_table(config.input_dir)
     write_listing(files, listing)
     crash_point("discover:listed")
     count = files.num_rows

@@ -59,6 +59,27 @@ def escape(rel: str) -> tuple[str, bool]:
     return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace"), not valid
 
 
+def unescape(text: str) -> bytes:
+    """The name on disk of a relative path `escape` wrote (`\\xNN` a byte, `\\\\` a backslash);
+    plain text comes back as its UTF-8 bytes."""
+    if "\\" not in text:
+        return text.encode("utf-8")
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "\\" and text[i + 1 : i + 2] == "\\":
+            out += b"\\"
+            i += 2
+        elif char == "\\" and text[i + 1 : i + 2] == "x" and len(text) >= i + 4:
+            out.append(int(text[i + 2 : i + 4], 16))
+            i += 4
+        else:
+            out += char.encode("utf-8")
+            i += 1
+    return bytes(out)
+
+
 def _open_folder(directory: str) -> int:
     """A descriptor of `directory`; a path over the OS limit is opened component by component."""
     try:

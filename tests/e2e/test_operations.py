@@ -416,3 +416,45 @@ def test_reading_commands_exit_cleanly_every_time(sample_output):
         for command in ("history", "status")
     ]
     assert codes == [0] * 16
+
+
+def test_run_on_changed_paths_from_stdin(prefect_server, tmp_path):
+    import shutil as sh
+
+    archive = tmp_path / "in"
+    sh.copytree(SAMPLE, archive)
+    out = tmp_path / "out"
+    assert cli("run", "--input", str(archive), "--output", str(out), env=api_env()).returncode == 0
+    write_archive(archive, {"news/2025/01/5/late.md": event_doc(date="2025-01-05", title="Late")})
+
+    def run(paths: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipeline",
+                "run",
+                "--input",
+                str(archive),
+                "--output",
+                str(out),
+                "--changed",
+                "-",
+                "--json",
+            ],
+            input=paths,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=api_env(),
+            timeout=300,
+        )
+
+    done = run("news/2025/01/5/late.md\n")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["events_added"] == 1
+    refused = run("../outside.md\n")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        "error: not a relative path inside the input: '../outside.md'"
+    ]

@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.extract import discover as discovering
 from pipeline.extract.discover import discover_table
+from tests.conftest import write_archive
 
 
 def _tree(root):
@@ -105,3 +106,75 @@ def test_a_listed_batch_names_the_same_files_as_the_listing(tmp_path):
     bad = [f for f in sent if f[2]]
     assert len(bad) == 1 and os.path.exists(os.fsencode(bad[0][1]))
     assert all(os.path.lexists(os_path) for _, os_path, _ in sent)
+
+
+def _listing_rows(table):
+    return sorted(
+        zip(
+            *(table[c].to_pylist() for c in ("rel_path", "os_path", "bad_name", "size", "mtime_ns")),
+            strict=True,
+        )
+    )
+
+
+def test_a_listing_updated_from_the_changed_paths_equals_a_full_listing(tmp_path):
+    """Adds, edits, deletes, a move between day folders, a folder renamed, a folder deleted, an
+    editor's save (write beside, then rename), a name that is not UTF-8: the updated listing
+    equals a fresh walk when the reported paths cover the changes."""
+    import os
+
+    from pipeline.extract.discover import discover_table, update_listing
+
+    root = write_archive(
+        tmp_path / "in",
+        {
+            "news/2014/06/21/a.md": "a",
+            "news/2014/06/21/b.md": "b",
+            "news/2014/06/22/c.md": "c",
+            "news/2015/01/1/d.md": "d",
+            "news/2015/01/1/e.md": "e",
+            "news/2016/03/5/f.md": "f",
+        },
+    )
+    before = discover_table(root)
+    known = before.select(["rel_path", "size", "mtime_ns"])
+    (root / "news/2014/06/21/a.md").write_text("edited a")  # edit
+    (root / "news/2014/06/21/new.md").write_text("new")  # add
+    (root / "news/2014/06/22/c.md").unlink()  # delete
+    (root / "news/2016/03/5/f.md").rename(root / "news/2014/06/21/f.md")  # move between days
+    (root / "news/2015/01").rename(root / "news/2015/02")  # folder renamed
+    (root / "news/2014/06/21/.b.md.swp").write_text("b2")  # an editor's save
+    (root / "news/2014/06/21/.b.md.swp").rename(root / "news/2014/06/21/b.md")
+    with open(os.path.join(os.fsencode(root / "news/2014/06/21"), b"caf\xe9.md"), "wb") as handle:
+        handle.write(b"x")
+    changed = [
+        "news/2014/06/21/a.md",
+        "news/2014/06/21/new.md",
+        "news/2014/06/22/c.md",
+        "news/2016/03/5/f.md",
+        "news/2014/06/21/f.md",
+        "news/2015/01",
+        "news/2015/02",
+        "news/2014/06/21/b.md",
+        "news/2014/06/21/.b.md.swp",
+        "news/2014/06/21/caf\\xe9.md",
+    ]
+    updated = update_listing(root, known, changed)
+    assert _listing_rows(updated) == _listing_rows(discover_table(root))
+    import shutil
+
+    shutil.rmtree(root / "news/2015")  # a folder deleted
+    again = update_listing(root, updated.select(["rel_path", "size", "mtime_ns"]), ["news/2015"])
+    assert _listing_rows(again) == _listing_rows(discover_table(root))
+
+
+def test_changed_paths_outside_the_input_are_refused(tmp_path):
+    import pytest
+
+    from pipeline.extract.discover import BadChangedPath, discover_table, update_listing
+
+    root = write_archive(tmp_path / "in", {"news/a.md": "a"})
+    known = discover_table(root).select(["rel_path", "size", "mtime_ns"])
+    for bad in ("../elsewhere.md", "news/../../x.md", "/etc/passwd"):
+        with pytest.raises(BadChangedPath):
+            update_listing(root, known, [bad])

@@ -199,3 +199,46 @@ def test_a_new_parser_parses_every_file_again(prefect_server, tmp_path):
     assert upgraded["parts_rewritten"] is None  # a full build, not one on the old publication
     assert published(upgraded) == full_build(archive, tmp_path / "full")
     assert incremental.same_parser(layout.manifest)
+
+
+def test_a_run_on_the_changed_paths_alone_equals_a_full_refresh(prefect_server, tmp_path, monkeypatch):
+    """`changed_paths` (what a watcher or a mirroring tool reports): no walk over the archive,
+    the same tables as a full build."""
+    from flows.news_etl import news_etl
+    from pipeline.extract import walk
+
+    archive = tmp_path / "archive"
+    shutil.copytree(SAMPLE, archive)
+    out = tmp_path / "out"
+    news_etl(input=str(archive), output=str(out))
+    touch(archive / "news/2025/01/5/late.md", event_doc(date="2025-01-05", title="Late"))
+    crimea = next(archive.glob("news/2014/03/18/*.md"))
+    touch(
+        crimea,
+        crimea.read_text(encoding="utf-8-sig").replace(
+            "Russo-Ukrainian War, Ukraine", "Annexation of Crimea"
+        ),
+    )
+    gone = next(archive.glob("news/2020/03/11/*.md"))
+    gone.unlink()
+    (archive / "news/2021").rename(archive / "news/2021-moved")
+    changed = [
+        "news/2025/01/5/late.md",
+        str(crimea.relative_to(archive)),
+        str(gone.relative_to(archive)),
+        "news/2021",
+        "news/2021-moved",
+    ]
+    folders = []
+    real_walk = walk.walk
+
+    def spy(pending, chunks, stop_after=-1):
+        folders.extend(path for path, _ in pending)
+        return real_walk(pending, chunks, stop_after)
+
+    monkeypatch.setattr(walk, "walk", spy)
+    result = news_etl(input=str(archive), output=str(out), changed_paths=changed)
+    monkeypatch.undo()
+    assert str(archive) not in folders and folders == [str(archive / "news/2021-moved")]
+    assert result["published"] and result["files_seen"] == len(list(archive.rglob("*.md")))
+    assert published(result) == full_build(archive, tmp_path / "full")
