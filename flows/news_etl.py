@@ -116,6 +116,7 @@ def validate_tables(
         config.today,
         expectations_dir=config.expectations_dir,
         threads=config.workers,
+        build_docs=config.data_docs,
         rewritten=rewritten,
     )
 
@@ -180,6 +181,7 @@ def news_etl(
     keep: int = 3,
     retention: str = "1h",
     changed_paths: list[str] | None = None,
+    data_docs: bool = True,
 ) -> dict[str, Any]:
     """Build, validate and publish the news tables from an event archive (incrementally by default)."""
     options: dict[str, Any] = {
@@ -190,6 +192,7 @@ def news_etl(
         "allow_shrink": allow_shrink,
         "keep_publications": keep,
         "retention": parse_duration(retention),
+        "data_docs": data_docs,
     }
     if workers:
         options["workers"] = workers

@@ -101,6 +101,27 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the run summary as JSON (for scripts)")
     run.add_argument("--verbose", action="store_true", help="show Prefect's logs on the console")
 
+    watch = sub.add_parser("watch", help="keep the publication current while files change (long-running)")
+    _add_run_options(watch)
+    watch.add_argument(
+        "--quiet",
+        type=float,
+        default=0.3,
+        help="seconds without a change before a batch runs (default: %(default)s)",
+    )
+    watch.add_argument(
+        "--max-delay",
+        type=float,
+        default=2.0,
+        help="seconds after a batch's first change at the latest (default: %(default)s)",
+    )
+    watch.add_argument(
+        "--sweep-every",
+        default="1h",
+        help="list the whole input this often, whatever was seen (default: %(default)s)",
+    )
+    watch.add_argument("--verbose", action="store_true", help="show Prefect's logs on the console")
+
     serve = sub.add_parser("serve", help="serve the flow on a schedule (Prefect deployment)")
     serve.add_argument(
         "--cron", default=DEFAULT_CRON, help='schedule, cron syntax, UTC (default: "%(default)s")'
@@ -174,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = {
         "run": _run,
         "serve": _serve,
+        "watch": _watch,
         "status": _status,
         "history": _history,
         "rollback": _rollback,
@@ -389,6 +411,70 @@ def _deadline(layout: Any, signum: int) -> None:
                 remove_tree(layout.run_work(run_id))
     finally:
         exit_now(128 + signum)
+
+
+# --- watch ------------------------------------------------------------------------------------------
+def _watch(args: argparse.Namespace) -> int:
+    from pipeline.core.config import OutputLayout
+    from pipeline.core.interrupt import Interrupted, stop_on_signals
+    from pipeline.core.lock import NotOurFolder, OutputLocked, claim_output, output_lock
+    from pipeline.publish.registry import parse_duration
+
+    parameters = run_parameters(args)
+    if args.quiet < 0 or args.max_delay <= 0:
+        raise UsageError("--quiet must be >= 0 and --max-delay > 0")
+    try:
+        sweep_every = parse_duration(args.sweep_every).total_seconds()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not isinstance(parameters["input"], str) or "://" in parameters["input"]:
+        raise UsageError("watch needs a local input folder")
+    layout = OutputLayout(Path(parameters["output"]))
+    with ExitStack() as stack:
+        try:
+            claim_output(layout.root)
+            stack.enter_context(output_lock(layout.lock, command="watch"))
+        except (NotOurFolder, OutputLocked) as exc:
+            return _fail(str(exc))
+        stack.enter_context(stop_on_signals(lambda signum: _deadline(layout, signum)))
+        try:
+            quiet_prefect(verbose=args.verbose)
+            from flows.news_etl import news_etl
+            from pipeline.core.prefect_api import prefect_api
+            from pipeline.watch import Watcher
+
+            gc.freeze()
+            with prefect_api():
+                watcher = Watcher(
+                    Path(parameters["input"]),
+                    layout,
+                    lambda changed: news_etl(
+                        **(parameters | {"changed_paths": changed, "data_docs": changed is None})
+                    ),
+                    say=lambda line: print(line, flush=True),
+                    quiet=args.quiet,
+                    max_delay=args.max_delay,
+                    sweep_every=sweep_every,
+                )
+                print(f"watching {parameters['input']} -> {layout.catalog} (Ctrl-C to stop)", flush=True)
+                watcher.loop()
+        except BaseException as exc:
+            signum = getattr(exc, "signal", None) if not isinstance(exc, Interrupted) else exc.signum
+            if isinstance(exc, KeyboardInterrupt):
+                signum = 2
+            if isinstance(signum, int):
+                print(f"watch stopped ({signal_name(signum)}); the publication is intact", flush=True)
+                return 0
+            if isinstance(exc, Exception):
+                return _fail(f"watch failed: {_one_line(exc)}")
+            raise
+    return 0
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
 
 
 # --- serve ------------------------------------------------------------------------------------------

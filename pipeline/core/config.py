@@ -57,6 +57,9 @@ class RunConfig:
     allow_shrink: bool = False  # publish even when `events` shrinks below SHRINK_FLOOR of the current
     # A publication that was current this recently is not pruned (open readers, exports).
     retention: dt.timedelta = dt.timedelta(hours=1)
+    # Data Docs are rebuilt for each publication; a watcher's small batches skip them (0.2 s of a
+    # one-file batch) and its sweeps rebuild them.
+    data_docs: bool = True
 
     def __post_init__(self) -> None:
         """Every check of a run's inputs, in one place (the command line, `serve` and a

@@ -45,6 +45,9 @@ CRASH_POINTS = (
     "publish:pruned",
 )
 
+# The watcher's own moments, around each batch (tests/e2e/test_watch_command.py).
+WATCH_CRASH_POINTS = ("watch:batch-collected", "watch:batch-done")
+
 
 def crash_point(name: str) -> None:
     if os.environ.get("PIPELINE_STALL_AT") == name:

@@ -110,6 +110,7 @@ def update_listing(root: Path, known: pa.Table, changed: Sequence[str]) -> pa.Ta
     prefixes: list[str] = []
     chunks: list[walk.Chunk] = []
     single = walk.Chunk()
+    found: dict[str, tuple[bytes, os.stat_result | None]] = {}
     for rel in sorted(set(changed)):
         absolute = rel.startswith("/")
         rel = rel.rstrip("/")
@@ -118,8 +119,20 @@ def update_listing(root: Path, known: pa.Table, changed: Sequence[str]) -> pa.Ta
             raise BadChangedPath(f"not a relative path inside the input: {rel!r}")
         os_path = os.path.join(os.fsencode(root), walk.unescape(rel))
         try:
-            st = os.lstat(os_path)
+            found[rel] = (os_path, os.lstat(os_path))
         except FileNotFoundError:
+            found[rel] = (os_path, None)
+    # A path inside a reported folder is covered by walking that folder (a new folder's own
+    # files and subfolders come with it as events too).
+    folders = sorted(
+        rel for rel, (_, st) in found.items() if st is not None and stat_module.S_ISDIR(st.st_mode)
+    )
+    gone = [rel for rel, (_, st) in found.items() if st is None]
+    covering = [f + "/" for f in folders + gone]
+    for rel, (os_path, st) in sorted(found.items()):
+        if any(rel.startswith(prefix) for prefix in covering):
+            continue
+        if st is None:  # gone: whatever was known at it or under it
             replaced.add(rel)
             prefixes.append(rel + "/")
             continue

@@ -152,8 +152,10 @@ def render(info: dict[str, Any]) -> str:
         lines.append("lock: free")
     elif lock.get("command") == "watch":
         watcher = info.get("watcher") or {}
-        batch = watcher.get("last_batch")
-        shown = f"; last batch: {batch}" if batch else "; no batch yet"
+        batch = watcher.get("last_batch") or {}
+        shown = f"; last batch: {batch.get('line')}" if batch else "; no batch yet"
+        if watcher.get("busy"):
+            shown += f"; running a batch ({watcher['busy']})"
         lines.append(f"watcher: running (pid {lock.get('pid')}, since {lock.get('since')}){shown}")
     else:
         lines.append(

@@ -178,3 +178,14 @@ def test_changed_paths_outside_the_input_are_refused(tmp_path):
     for bad in ("../elsewhere.md", "news/../../x.md", "/etc/passwd"):
         with pytest.raises(BadChangedPath):
             update_listing(root, known, [bad])
+
+
+def test_a_new_folder_reported_with_its_files_is_listed_once(tmp_path):
+    """A watcher reports a new folder tree and every file in it: each file is listed once."""
+    from pipeline.extract.discover import discover_table, update_listing
+
+    root = write_archive(tmp_path / "in", {"news/2014/06/21/a.md": "a"})
+    known = discover_table(root).select(["rel_path", "size", "mtime_ns"])
+    write_archive(root, {"news/2025/01/5/x.md": "x", "news/2025/01/6/y.md": "y"})
+    changed = ["news/2025", "news/2025/01", "news/2025/01/5", "news/2025/01/5/x.md", "news/2025/01/6/y.md"]
+    assert _listing_rows(update_listing(root, known, changed)) == _listing_rows(discover_table(root))

@@ -1,0 +1,176 @@
+"""Watch-mode latency: `python benchmarks/watch.py [--events 110000] [--singles 30] [--burst 500] [--memory-batches 100]`.
+
+On a copy (hard links) of the generated archive, published once by `run`, a `watch` process
+runs against a running Prefect API. Then:
+
+- single_p50 / single_p95   files written one at a time (each waits for the previous one to
+                            be visible): seconds from the file's close to its event being
+                            returned by a fresh read-only connection to `news.duckdb`
+- batch_seconds_p50         the watcher's own time per single-file batch (its log line)
+- burst                     `--burst` files written at once: seconds until all are visible
+- rss_after_10 / rss_after_N / rss_ratio   the watcher's resident memory (MiB) after 10
+                            single-file batches and after `--memory-batches`
+
+Targets (issue 22): p50 <= 1 s, p95 <= 2 s, burst of 500 <= 15 s, ratio <= 1.2 after 1,000.
+Results are saved as kind `watch` (BENCHMARKS.md is generated from them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.lean import run, start_api  # noqa: E402
+from benchmarks.results import save  # noqa: E402
+from benchmarks.run import CACHE, PYTHON, archive_for  # noqa: E402
+
+
+def document(day: str, title: str) -> str:
+    y, m, d = day.split("-")
+    return (
+        f"### [{day}](/news/{y}/{m}/{int(d)}/index.md)\n\n# {title}\n\n"
+        "### Source:\n\n1. [Reuters](https://www.reuters.com/world/1)\n"
+    )
+
+
+def visible(catalog: Path, sql: str, params: list, want: int) -> bool:
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(catalog), read_only=True)
+    except duckdb.Error:
+        return False
+    try:
+        return int(con.execute(sql, params).fetchone()[0]) >= want
+    finally:
+        con.close()
+
+
+def wait_visible(catalog: Path, sql: str, params: list, want: int, timeout: float = 120.0) -> float:
+    """Seconds until `sql` counts `want` rows, polled every 20 ms on fresh connections."""
+    start = time.perf_counter()
+    while not visible(catalog, sql, params, want):
+        if time.perf_counter() - start > timeout:
+            raise RuntimeError(f"not visible after {timeout} s: {params}")
+        time.sleep(0.02)
+    return time.perf_counter() - start
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=110_000)
+    parser.add_argument("--singles", type=int, default=30)
+    parser.add_argument("--burst", type=int, default=500)
+    parser.add_argument("--memory-batches", type=int, default=100)
+    parser.add_argument("--no-write", action="store_true", help="print only, save no result")
+    args = parser.parse_args()
+    source = archive_for(args.events)
+    work = Path(tempfile.mkdtemp(prefix="watch-", dir=CACHE))
+    archive, out, home = work / "archive", work / "out", work / "prefect-home"
+    subprocess.run(["cp", "-al", str(source), str(archive)], check=True)
+    server, url = start_api(home)
+    env = {**os.environ, "PREFECT_API_URL": url, "PREFECT_HOME": str(home)}
+    catalog = out / "news.duckdb"
+    lines: list[str] = []
+    watcher: subprocess.Popen[str] | None = None
+    try:
+        subprocess.run(run(archive, out), env=env, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+        watcher = subprocess.Popen(
+            [PYTHON, "-m", "pipeline", "watch", "--input", str(archive), "--output", str(out)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+        )
+        reader = threading.Thread(target=lambda: lines.extend(watcher.stdout or []), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        while not any(line.startswith("batch 1 ") for line in lines):
+            if watcher.poll() is not None:
+                raise RuntimeError(f"watch exited {watcher.returncode}: {lines}")
+            time.sleep(0.1)
+        day_folder = archive / "news" / "2026" / "11" / "25"
+        day_folder.mkdir(parents=True, exist_ok=True)
+        count_title = "SELECT count(*) FROM events WHERE title = ?"
+        latencies: list[float] = []
+        rss: dict[int, float] = {}
+        total = max(args.singles, args.memory_batches)
+        for i in range(total):
+            title = f"Watched event number {i} arrives"
+            path = day_folder / f"watched-event-number-{i}-arrives.md"
+            with path.open("w", encoding="utf-8") as handle:
+                handle.write(document("2026-11-25", title))
+            seconds = wait_visible(catalog, count_title, [title], 1)
+            if i < args.singles:
+                latencies.append(seconds)
+            done = i + 1
+            if done in (10, total):
+                time.sleep(1.0)  # the batch's log line and status written
+                rss[done] = rss_mib(watcher.pid)
+            print(f"single {done}/{total}: {seconds:.2f} s", flush=True)
+        batch_seconds = [float(line.split(", ")[-2].split()[0]) for line in lines if "(1 paths)" in line]
+        burst_folder = archive / "news" / "2026" / "11" / "24"
+        burst_folder.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        for i in range(args.burst):
+            (burst_folder / f"burst-event-{i}.md").write_text(
+                document("2026-11-24", f"Burst event {i} lands"), encoding="utf-8"
+            )
+        written = time.perf_counter() - start
+        burst = written + wait_visible(
+            catalog, "SELECT count(*) FROM events WHERE title LIKE 'Burst event %'", [], args.burst
+        )
+        print(f"burst of {args.burst}: {burst:.2f} s", flush=True)
+    finally:
+        if watcher is not None and watcher.poll() is None:
+            watcher.send_signal(signal.SIGTERM)
+            watcher.wait(timeout=60)
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+    values = {
+        "single_p50": statistics.median(latencies),
+        "single_p95": percentile(latencies, 0.95),
+        "batch_seconds_p50": statistics.median(batch_seconds) if batch_seconds else float("nan"),
+        "burst": burst,
+        "rss_after_10": rss[10],
+        f"rss_after_{total}": rss[total],
+        "rss_ratio": rss[total] / rss[10],
+    }
+    for name, value in values.items():
+        print(f"{name:24} {value:8.2f}")
+    if not args.no_write:
+        command = (
+            f"python benchmarks/watch.py --events {args.events} --singles {args.singles} "
+            f"--burst {args.burst} --memory-batches {args.memory_batches}"
+        )
+        save("watch", args.events, command, values)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,118 @@
+"""The watcher's batching, on a real watchdog observer, with the flow replaced by a recorder
+(tests/e2e/test_watch_command.py runs the real command)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.core.config import OutputLayout
+from pipeline.watch import Watcher
+
+
+class Recorder:
+    """Stands in for the flow: records each batch's paths (None: a sweep)."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.calls: list[tuple[float, list[str] | None]] = []
+        self.fail = fail  # the first `fail` batches after the start-up sweep raise
+
+    def __call__(self, changed: list[str] | None) -> dict[str, Any]:
+        self.calls.append((time.monotonic(), changed))
+        if changed is not None and self.fail:
+            self.fail -= 1
+            raise RuntimeError("validation failed: 1 critical expectation")
+        return {"files_read": len(changed or []), "events_added": 0, "events_changed": 0, "events_removed": 0}
+
+    def wait(self, count: int, timeout: float = 10.0) -> None:
+        end = time.monotonic() + timeout
+        while len(self.calls) < count:
+            assert time.monotonic() < end, f"{len(self.calls)} batches, expected {count}"
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def watching(tmp_path: Path):
+    started: list[tuple[Watcher, threading.Thread]] = []
+
+    def start(recorder: Recorder, **options: float) -> tuple[Path, Watcher, list[str]]:
+        root = tmp_path / "input"
+        root.mkdir(exist_ok=True)
+        layout = OutputLayout(tmp_path / "out")
+        layout.state.mkdir(parents=True, exist_ok=True)
+        said: list[str] = []
+        watcher = Watcher(root, layout, recorder, say=said.append, **options)
+        thread = threading.Thread(target=watcher.loop, daemon=True)
+        thread.start()
+        started.append((watcher, thread))
+        recorder.wait(1)  # the start-up sweep
+        time.sleep(0.2)  # the observer is scheduled before the sweep; let inotify settle
+        return root, watcher, said
+
+    yield start
+    for watcher, thread in started:
+        watcher.stopping.set()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+
+
+def test_a_quiet_period_closes_a_batch_of_md_paths(watching):
+    recorder = Recorder()
+    root, watcher, said = watching(recorder, quiet=0.3, max_delay=5.0)
+    (root / "2024").mkdir()
+    (root / "2024" / "a.md").write_text("x")
+    (root / "notes.txt").write_text("not an event")
+    recorder.wait(2)
+    changed = recorder.calls[1][1]
+    assert changed is not None and "2024" in changed and "notes.txt" not in changed
+    state = watcher.layout.state / "watch.json"
+    end = time.monotonic() + 5  # the batch is recorded when it starts; its line comes after
+    while json.loads(state.read_text())["batches"] < 2:
+        assert time.monotonic() < end
+        time.sleep(0.02)
+    assert said[-1].startswith("batch 2 (") and json.loads(state.read_text())["last_batch"]["line"] == said[-1]
+
+
+def test_a_steady_stream_is_cut_at_the_maximum_delay(watching):
+    recorder = Recorder()
+    root, _, _ = watching(recorder, quiet=0.5, max_delay=1.0)
+    first = time.monotonic()
+    for i in range(30):  # a change every 0.1 s for 3 s: never quiet
+        (root / f"{i}.md").write_text("x")
+        time.sleep(0.1)
+    assert len(recorder.calls) >= 3  # the sweep and at least two cut batches
+    assert recorder.calls[1][0] - first < 2.0
+
+
+def test_a_failed_batch_goes_again_with_the_next_one(watching):
+    recorder = Recorder(fail=1)
+    root, _, said = watching(recorder, quiet=0.2, max_delay=2.0)
+    (root / "bad.md").write_text("x")
+    recorder.wait(2)
+    time.sleep(1.0)
+    assert len(recorder.calls) == 2, "a failed batch is not retried on its own"
+    assert "failed: validation failed" in said[-1]
+    (root / "next.md").write_text("x")
+    recorder.wait(3)
+    assert recorder.calls[2][1] == ["bad.md", "next.md"]
+
+
+def test_lost_events_and_the_period_bring_a_sweep(watching):
+    recorder = Recorder()
+    watching(recorder, quiet=0.2, max_delay=2.0, sweep_every=3600)
+    logging.getLogger("watchdog.observers.inotify_c").warning(
+        "Inotify queue overflowed; filesystem events were lost"
+    )
+    recorder.wait(2)
+    assert recorder.calls[1][1] is None
+
+    periodic = Recorder()
+    watching(periodic, quiet=0.2, max_delay=2.0, sweep_every=0.5)
+    periodic.wait(3, timeout=5)
+    assert [changed for _, changed in periodic.calls[:3]] == [None, None, None]
