@@ -159,6 +159,44 @@ TARGETS: tuple[Target, ...] = (
         2.0,
         "s",
     ),
+    *(
+        target
+        for size in (110_000, 1_000_000)
+        for target in (
+            Target(
+                f"watch, {size:,}: file closed to event queryable, p50",
+                "watch",
+                size,
+                _get("single_p50"),
+                1.0,
+                "s",
+            ),
+            Target(
+                f"watch, {size:,}: file closed to event queryable, p95",
+                "watch",
+                size,
+                _get("single_p95"),
+                2.0,
+                "s",
+            ),
+            Target(
+                f"watch, {size:,}: a burst of 500 files all queryable",
+                "watch",
+                size,
+                _get("burst"),
+                15.0,
+                "s",
+            ),
+            Target(
+                f"watch, {size:,}: resident memory after N / after 10 batches (N in the command)",
+                "watch",
+                size,
+                _get("rss_ratio"),
+                1.2,
+                "x",
+            ),
+        )
+    ),
 )
 
 

@@ -91,7 +91,7 @@ def main() -> int:
     source = archive_for(args.events)
     work = Path(tempfile.mkdtemp(prefix="watch-", dir=CACHE))
     archive, out, home = work / "archive", work / "out", work / "prefect-home"
-    subprocess.run(["cp", "-al", str(source), str(archive)], check=True)
+    subprocess.run(["cp", "-al", str(source.resolve()), str(archive)], check=True)
     server, url = start_api(home)
     env = {**os.environ, "PREFECT_API_URL": url, "PREFECT_HOME": str(home)}
     catalog = out / "news.duckdb"

@@ -76,7 +76,9 @@ def test_a_quiet_period_closes_a_batch_of_md_paths(watching):
     while json.loads(state.read_text())["batches"] < 2:
         assert time.monotonic() < end
         time.sleep(0.02)
-    assert said[-1].startswith("batch 2 (") and json.loads(state.read_text())["last_batch"]["line"] == said[-1]
+    assert (
+        said[-1].startswith("batch 2 (") and json.loads(state.read_text())["last_batch"]["line"] == said[-1]
+    )
 
 
 def test_a_steady_stream_is_cut_at_the_maximum_delay(watching):

@@ -53,6 +53,8 @@ TABLES: tuple[Table, ...] = (
     Table("relations", ("event_id",), order="event_id, position"),
     Table("relation_tags", ("event_id",), presorted=True),
     Table("event_tags", ("event_id",), presorted=True),
+    Table("event_places", ("event_id",), order="event_id, country_code"),
+    Table("countries", ("country_code",), layout=ONE_FILE),
     Table("tags", ("tag_id",), layout=ONE_FILE),
     Table("quarantine", ("event_id",), order="file_path, line_number", presorted=True),
     Table("storylines", ("storyline_id",), layout=ONE_FILE),
@@ -64,7 +66,15 @@ TABLES: tuple[Table, ...] = (
 TABLE: dict[str, Table] = {t.name: t for t in TABLES}
 PUBLISHED: tuple[str, ...] = tuple(t.name for t in TABLES if t.published)
 # Analytical views in the catalog, one `.sql` file each in pipeline/transform/sql/views/.
-VIEWS: tuple[str, ...] = ("daily_counts", "tag_timeline", "publishers", "publisher_share", "tag_cooccurrence")
+VIEWS: tuple[str, ...] = (
+    "daily_counts",
+    "tag_timeline",
+    "publishers",
+    "publisher_share",
+    "tag_cooccurrence",
+    "country_timeline",
+    "country_pairs",
+)
 NO_EVENT = "none"
 WHOLE = "all"
 

@@ -62,6 +62,14 @@ STAGING: dict[str, pa.Schema] = {
             ("tag_id", pa.string()),
         ]
     ),
+    "stg_places": pa.schema(
+        [
+            ("file_path", pa.string()),
+            ("country_code", pa.string()),
+            ("found_in", pa.string()),  # title | summary | context: the first place it was found
+            ("matched", pa.string()),  # the words matched there
+        ]
+    ),
     "stg_quarantine": pa.schema(
         [
             ("file_path", pa.string()),

@@ -32,6 +32,7 @@ from pipeline.parse.document import ParsedEvent, Rejected, parse_document
 from pipeline.parse.domains import registered_domain
 from pipeline.parse.ids import tag_id, tag_key
 from pipeline.parse.schema import STAGING
+from pipeline.places import event_places
 
 DAY_INDEX = "day_index"
 UNREADABLE = "unreadable"
@@ -302,6 +303,14 @@ class _Columns:
                 rc["related_event_id"].append(rel.related_event_id)
                 rc["context"].append(context)
                 rc["tag_id"].append(_tag_id_of(context))
+
+        p = self.cols["stg_places"]
+        contexts = [context for rel in ev.relations for context in rel.contexts]
+        for code, found_in, matched in event_places(ev.title, ev.summary, contexts):
+            p["file_path"].append(path)
+            p["country_code"].append(code)
+            p["found_in"].append(found_in)
+            p["matched"].append(matched)
 
         q = self.cols["stg_quarantine"]
         for line in ev.quarantine:

@@ -184,6 +184,36 @@ DICTIONARY: dict[str, Entry] = {
             "change": "added (new event id), changed (rows differ), removed (event id gone)",
         },
     ),
+    "event_places": Entry(
+        "table",
+        "One row per (event, country) the event mentions: by name, people or adjective, state "
+        "institution, or a place inside the country, in its title, its summary or a context of its "
+        "own Related items (contract section 5; docs/places.md).",
+        {
+            "event_id": "the event (foreign key to events)",
+            "country_code": "ISO 3166-1 alpha-2, upper case (foreign key to countries); Kosovo is XK",
+            "found_in": "title, summary or context: where the first mention is (in that order)",
+            "matched": "the words matched there, e.g. `Iraqi`, `the Kremlin` as `Kremlin`, `Fallujah`",
+        },
+    ),
+    "countries": Entry(
+        "table",
+        "One row per ISO 3166-1 country or territory (pycountry), plus Kosovo (XK).",
+        {
+            "country_code": "ISO 3166-1 alpha-2, upper case (primary key)",
+            "alpha_3": "ISO 3166-1 alpha-3",
+            "numeric_code": "ISO 3166-1 numeric, three digits; NULL for XK",
+            "name": "common English short name (country_converter), e.g. `Russia`, `DR Congo`",
+            "official_name": "official name (pycountry)",
+            "region": "UN M49 region: Africa, Americas, Asia, Europe, Oceania; NULL for Antarctica "
+            "and uninhabited territories",
+            "subregion": "UN M49 sub-region, e.g. `Western Asia`",
+            "latitude": "latitude of the capital (GeoNames): a representative point; NULL when the "
+            "capital is not in GeoNames' cities of 15,000+",
+            "longitude": "longitude of the capital",
+            "capital": "the capital's name (GeoNames)",
+        },
+    ),
     "daily_counts": Entry(
         "view",
         "One row per day with events.",
@@ -225,6 +255,27 @@ DICTIONARY: dict[str, Entry] = {
             "registered_domain": "the publisher",
             "links": "its source links that year",
             "share": "links / all source links that year",
+        },
+    ),
+    "country_timeline": Entry(
+        "view",
+        "One row per (country, month) in which events mention the country.",
+        {
+            "country_code": "the country",
+            "name": "its name",
+            "month": "first day of the month",
+            "events": "events that month mentioning it",
+        },
+    ),
+    "country_pairs": Entry(
+        "view",
+        "One row per pair of countries mentioned by the same event (country_a < country_b).",
+        {
+            "country_a": "first country code",
+            "name_a": "its name",
+            "country_b": "second country code",
+            "name_b": "its name",
+            "events": "events mentioning both",
         },
     ),
     "tag_cooccurrence": Entry(

