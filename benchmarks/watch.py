@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -132,7 +133,13 @@ def main() -> int:
                 time.sleep(1.0)  # the batch's log line and status written
                 rss[done] = rss_mib(watcher.pid)
             print(f"single {done}/{total}: {seconds:.2f} s", flush=True)
-        batch_seconds = [float(line.split(", ")[-2].split()[0]) for line in lines if "(1 paths)" in line]
+        batch_seconds = [
+            float(m.group(1))
+            for line in lines
+            if "(1 paths)" in line
+            for m in [re.search(r", ([0-9.]+) s, ", line)]
+            if m
+        ]
         burst_folder = archive / "news" / "2026" / "11" / "24"
         burst_folder.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()

@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any
 
 CITY_POPULATION = 150_000  # a city this large is one a well-read person can place
-CITY_DOMINANCE = 5.0  # a name shared by cities abroad counts only if the largest is 5x the next
+CITY_DOMINANCE = 3.0  # a name shared by cities abroad counts only if the largest is 3x the next
 SUBDIVISION_TYPES = {
     "State", "Province", "Region", "Land", "Autonomous region", "Autonomous republic", "Territory",
     "Union territory", "Autonomous community", "Governorate", "Republic", "Prefecture", "Emirate",
@@ -48,6 +48,7 @@ class Gazetteer:
     ambiguous: dict[str, dict[str, Any]]
     language_cues: frozenset[str]
     demonyms: frozenset[str]
+    geographic_nouns: frozenset[str]  # "Kharkiv Oblast": a capitalised word after a city that is no name
 
 
 def tokens(text: str) -> list[str]:
@@ -220,7 +221,7 @@ def gazetteer() -> Gazetteer:
         for phrase in phrases:
             add(phrase, code, "place")
     not_cities = set(words["not_cities"])
-    for name, code in _unique_subdivisions(not_cities).items():
+    for name, code in _unique_subdivisions(not_cities | set(words["subdivision_stopwords"])).items():
         add(name, code, "subdivision")
     for name, code in _dominant_cities(cities, not_cities).items():
         add(name, code, "city")
@@ -236,6 +237,7 @@ def gazetteer() -> Gazetteer:
         words["ambiguous"],
         frozenset(words["language_cues"]),
         frozenset(demonyms),
+        frozenset(words["geographic_nouns"]),
     )
 
 

@@ -35,6 +35,11 @@ def _mentions(text: str) -> tuple[Found, ...]:
     while i < len(words):
         lengths = g.first.get(words[i])
         if not lengths:
+            head, _, tail = words[i].partition("-")  # "British-flagged", "Greek-owned", "US-led"
+            if tail and tail not in g.language_cues and g.names.get(head):
+                code = _decide(g, head, g.names[head], words, i, 1, text)
+                if code is not None and code not in found:
+                    found[code] = head
             i += 1
             continue
         for length in lengths:
@@ -65,6 +70,8 @@ def _decide(
             return None
     if phrase in g.demonyms and _as_language(g, words, i, length):
         return None
+    if g.kinds.get(phrase) == "city" and _beside_a_name(g, words, i, length):
+        return None  # "Vladimir Putin", "Meng Wanzhou": a person, not the city
     return code
 
 

@@ -1,0 +1,81 @@
+"""The countries an event mentions (contract section 5), case by case, and measured on the
+labelled sets."""
+
+from pathlib import Path
+
+import pycountry
+import pytest
+
+from pipeline.places import event_places
+from pipeline.places.evaluate import load, score
+from pipeline.places.gazetteer import countries_table, gazetteer
+from pipeline.places.match import mentions
+
+HERE = Path(__file__).parent
+
+
+def codes(title: str, summary: str = "", contexts: tuple[str, ...] = ()) -> set[str]:
+    return {code for code, _, _ in event_places(title, summary, contexts)}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # by name, any common name
+        ("U.S. and British officials meet", {"US", "GB"}),
+        ("Türkiye, Ivory Coast and DR Congo sign a deal", {"TR", "CI", "CD"}),
+        ("Britain and the Republic of the Congo", {"GB", "CG"}),
+        # people and adjectives; state institutions; places inside
+        ("Iraqi police clash with insurgents in Fallujah", {"IQ"}),
+        ("The Kremlin and Downing Street trade accusations", {"RU", "GB"}),
+        ("Wildfires spread across California", {"US"}),
+        ("Shelling in the Gaza Strip", {"PS"}),
+        # territories keep their codes; Kosovo is XK
+        ("Protests in Hong Kong, Puerto Rico and Greenland", {"HK", "PR", "GL"}),
+        ("Kosovo declares independence", {"XK"}),
+        # longest match: a longer name is not its shorter part
+        ("Papua New Guinea and New Mexico", {"PG", "US"}),
+        # not an organisation, a supranational body, a language, or another meaning
+        ("The Islamic State of Iraq and the Levant claims an attack", set()),
+        ("Bank of America is fined", set()),
+        ("The European Union and the African Union meet", set()),
+        ("The film is subtitled in French", set()),
+        ("Georgia Governor Brian Kemp speaks in Atlanta", {"US"}),
+        ("Russian troops leave Georgia", {"RU", "GE"}),
+        ("Michael Jordan retires", set()),
+        ("King Abdullah of Jordan visits Cairo", {"JO", "EG"}),
+        ("Vladimir Putin speaks", set()),
+        ("Greek-owned tanker seized in the Gulf of Aden", {"GR"}),
+    ],
+)
+def test_the_rule_case_by_case(text, expected):
+    assert codes(text) == expected
+
+
+def test_evidence_is_the_first_place_found_title_then_summary_then_contexts():
+    found = event_places(
+        "Talks in Cairo", "Egyptian and Iraqi envoys meet.", ["Iraq War", "Syrian civil war"]
+    )
+    assert found == [("EG", "title", "Cairo"), ("IQ", "summary", "Iraqi"), ("SY", "context", "Syrian")]
+    assert mentions("") == [] and event_places("Nothing here", None, []) == []
+
+
+def test_countries_are_every_iso_code_and_kosovo_with_m49_regions():
+    table = countries_table().to_pylist()
+    by_code = {row["country_code"]: row for row in table}
+    assert set(by_code) == {c.alpha_2 for c in pycountry.countries} | {"XK"}
+    assert by_code["FR"]["region"] == "Europe" and by_code["FR"]["subregion"] == "Western Europe"
+    assert by_code["BR"]["region"] == "Americas" and by_code["NA"]["name"] == "Namibia"
+    assert by_code["GB"]["alpha_3"] == "GBR" and by_code["GB"]["numeric_code"] == "826"
+    assert abs(by_code["JP"]["latitude"] - 35.7) < 1 and abs(by_code["JP"]["longitude"] - 139.7) < 1
+    assert {row["region"] for row in table} <= {"Africa", "Americas", "Asia", "Europe", "Oceania", None}
+    assert all(code in by_code for code in {c for c in gazetteer().names.values() if c})
+
+
+@pytest.mark.parametrize("name", ["portal_events.tsv", "held_out_events.tsv"])
+def test_precision_and_recall_on_the_labelled_sets(name):
+    """Issue 24's goal: precision >= 0.95, recall >= 0.90 over (event, country) pairs. The
+    development set was used to tune words.json; the held-out set never was."""
+    result = score(load(HERE / name))
+    assert result.events >= 99
+    assert result.precision >= 0.95 and result.recall >= 0.90, result.misses
