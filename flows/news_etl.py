@@ -32,7 +32,7 @@ from pipeline.publish import changes, runs
 from pipeline.publish.registry import Registry, parse_duration
 from pipeline.publish.report import Validation, write_report
 from pipeline.quality.validate import ValidationReport, validate_publication
-from pipeline.transform.normalize import NormalizeResult, normalize
+from pipeline.transform.normalize import NormalizeResult, Touched, normalize
 
 
 class ValidationFailed(Exception):
@@ -106,8 +106,9 @@ def validate_tables(
     run_id: str,
     files_seen: int,
     rewritten: dict[str, list[str]] | None,
+    touched: Touched | None = None,
 ) -> ValidationReport:
-    """Run the expectation suites over the rewritten parts; critical failures block the publish."""
+    """Run the expectation suites over the rewritten rows; critical failures block the publish."""
     return validate_publication(
         publication,
         config.layout.validation,
@@ -118,6 +119,7 @@ def validate_tables(
         threads=config.workers,
         build_docs=config.data_docs,
         rewritten=rewritten,
+        touched=touched,
     )
 
 
@@ -248,6 +250,7 @@ def _run(config: RunConfig, changed: list[str] | None = None) -> dict[str, Any]:
                 record.run_id,
                 record.files_seen,
                 normalized.rewritten if plan.checked else None,
+                normalized.touched if plan.checked else None,
             )
         crash_point("validate:done")
         record.validation_passed = report.passed

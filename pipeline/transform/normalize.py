@@ -80,6 +80,16 @@ class NormalizeResult:
     # Parts rewritten by this run, per table; None when every part was (a full build).
     rewritten: dict[str, list[str]] | None = None
     linked: int = 0
+    # Incrementally: the event ids and files whose rows were recomputed (validation checks
+    # only their rows; every other row is the previous publication's, which passed).
+    touched: Touched | None = None
+
+
+@dataclass(frozen=True)
+class Touched:
+    event_ids: list[str]
+    file_paths: list[str]
+    base: Path  # the previous publication, whose rows passed the same suites
 
 
 def connect(work_dir: Path, threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:
@@ -311,6 +321,11 @@ def _incremental(
     assert counts is not None
     added, changed, removed = counts
     rewritten = {name: event_parts for name in EVENT_MODELS} | {"files": file_parts}
+    touched = Touched(
+        _column(con, "SELECT event_id FROM affected ORDER BY 1"),
+        _column(con, "SELECT file_path FROM recomputed ORDER BY 1"),
+        old,
+    )
     return NormalizeResult(
         counts={},
         added=added,
@@ -318,6 +333,7 @@ def _incremental(
         removed=removed,
         rewritten=rewritten,
         linked=linked,
+        touched=touched,
     )
 
 

@@ -431,3 +431,87 @@ def test_every_critical_expectation_has_a_breakage_test():
             if exp["meta"]["severity"] == "critical":
                 columns = {v for k, v in exp["kwargs"].items() if k in ("column", "column_A")}
                 assert any((spec.name, c) in covered for c in columns), (spec.name, exp)
+
+
+def _rewrite_part(publication: Path, table: str, part: str, sql: str) -> None:
+    """Replace one part of a table by `sql` over that part (as `p`)."""
+    path = publication / table / f"{part}.parquet"
+    with duckdb.connect() as con:
+        con.execute(f"CREATE VIEW p AS SELECT * FROM read_parquet('{path}')")
+        con.execute(f"COPY ({sql}) TO '{path}.tmp' (FORMAT parquet)")
+    Path(f"{path}.tmp").replace(path)
+
+
+def test_an_incremental_check_covers_the_recomputed_rows_of_its_parts(clean, tmp_path):
+    """With `touched`, the rewritten parts' rows of the touched events (and relations pointing
+    at them) are checked, and no others: a broken touched row fails, an untouched one is taken
+    as the previous publication's, which passed. A suite with a `mostly` expectation (events:
+    a share of titles) keeps checking its whole parts."""
+    from pipeline.transform.normalize import Touched
+
+    broken = tmp_path / "publication"
+    shutil.copytree(clean, broken)
+    with duckdb.connect() as con:
+        events = [
+            r[0]
+            for r in con.execute(f"SELECT event_id FROM '{broken}/events/2014.parquet' ORDER BY 1").fetchall()
+        ]
+        target, pointing = con.execute(
+            f"SELECT related_event_id, event_id FROM '{broken}/relations/*.parquet' "
+            "WHERE resolved AND related_event_id LIKE '2014-%' AND event_id NOT LIKE '2014-%' ORDER BY ALL LIMIT 1"
+        ).fetchone()
+    duplicated = events[0]
+    _rewrite_part(
+        broken, "events", "2014", f"SELECT * FROM p UNION ALL SELECT * FROM p WHERE event_id = '{duplicated}'"
+    )
+    year = pointing[:4]
+    _rewrite_part(
+        broken,
+        "relations",
+        year,
+        f"SELECT * REPLACE (CASE WHEN related_event_id = '{target}' THEN false ELSE resolved END AS resolved) FROM p",
+    )
+    # As an incremental build writes them: every event table's parts of the touched years.
+    rewritten = {t: sorted({"2014", year}) for t in ("events", "sources", "relations")}
+
+    def failures(touched: list[str] | None) -> set[tuple[str, str]]:
+        report = validate_publication(
+            broken, tmp_path / f"v-{touched}", "r", FILES_SEEN, TODAY, only={"events", "relations"},
+            build_docs=False, rewritten=rewritten,
+            touched=None if touched is None else Touched(touched, [], clean),
+        )  # fmt: skip
+        return {
+            (o.suite, next(v for k, v in o.kwargs.items() if k in ("column", "column_A")))
+            for o in report.critical_failures
+        }
+
+    whole_parts = failures(None)
+    assert {("events", "event_id_occurrences"), ("relations", "resolved")} <= whole_parts
+    assert ("relations", "resolved") in failures([target])  # a relation pointing at a touched event
+    untouched = next(e for e in events if e not in (duplicated, target))
+    assert failures([untouched]) == {("events", "event_id_occurrences")}  # events: whole parts
+
+
+def test_an_incremental_check_of_a_whole_table_checks_the_rows_that_changed(clean, tmp_path):
+    """tags, storylines and the other whole-table suites: the frame rows that differ from the
+    previous publication's are checked (a duplicated or altered row fails); rows equal to
+    the previous publication's are not given to Great Expectations again."""
+    from pipeline.transform.normalize import Touched
+
+    def tags_failures(sql: str) -> set[str]:
+        broken = tmp_path / f"publication-{abs(hash(sql))}"
+        shutil.copytree(clean, broken)
+        _rewrite_part(broken, "tags", "all", sql)
+        report = validate_publication(
+            broken, tmp_path / f"v-{abs(hash(sql))}", "r", FILES_SEEN, TODAY, only={"tags"},
+            build_docs=False, rewritten={"events": []}, touched=Touched([], [], clean),
+        )  # fmt: skip
+        return {o.kwargs.get("column") or o.kwargs.get("column_B", "") for o in report.critical_failures}
+
+    assert "tag_id_occurrences" in tags_failures(
+        "SELECT * FROM p UNION ALL (SELECT * FROM p ORDER BY ALL LIMIT 1)"
+    )
+    assert "event_tag_rows" in tags_failures(
+        "SELECT * REPLACE (CASE WHEN row_number() OVER () = 1 THEN event_count + 5 ELSE event_count END AS event_count) FROM p"
+    )
+    assert tags_failures("SELECT * FROM p") == set()
