@@ -159,6 +159,14 @@ TARGETS: tuple[Target, ...] = (
         2.0,
         "s",
     ),
+    Target(
+        "Places' share of a full build at 1M events",
+        "places",
+        1_000_000,
+        _get("places_share", 100.0),
+        10.0,
+        "%",
+    ),
     *(
         target
         for size in (110_000, 1_000_000)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from watchdog import events as fs_events
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from pipeline.core.config import OutputLayout
@@ -105,6 +106,21 @@ class _LostEvents(logging.Handler):
             self.events.put(("sweep", ""))
 
 
+# The events that change the archive. Not opens, reads and closes without writing: a sweep
+# reads every folder and many files, and on a real archive (8,000 day folders) those events
+# overflowed inotify's queue (16,384), which asks for a sweep, which overflowed it again.
+WATCHED = (
+    fs_events.FileCreatedEvent,
+    fs_events.DirCreatedEvent,
+    fs_events.FileModifiedEvent,
+    fs_events.FileClosedEvent,
+    fs_events.FileDeletedEvent,
+    fs_events.DirDeletedEvent,
+    fs_events.FileMovedEvent,
+    fs_events.DirMovedEvent,
+)
+
+
 def start_observer(root: Path, events: queue.Queue[tuple[str, str]], say: Callable[[str], None]) -> Any:
     """A watchdog observer over `root`, recursive; polling if the system refuses more watches."""
     from watchdog.observers import Observer
@@ -112,7 +128,7 @@ def start_observer(root: Path, events: queue.Queue[tuple[str, str]], say: Callab
 
     handler = _Collector(root, events)
     observer = Observer()
-    observer.schedule(handler, str(root), recursive=True)
+    observer.schedule(handler, str(root), recursive=True, event_filter=list(WATCHED))
     try:
         observer.start()
         return observer
@@ -122,7 +138,7 @@ def start_observer(root: Path, events: queue.Queue[tuple[str, str]], say: Callab
             "fs.inotify.max_user_watches); polling the input instead"
         )
     observer = PollingObserver(timeout=1.0)
-    observer.schedule(handler, str(root), recursive=True)
+    observer.schedule(handler, str(root), recursive=True, event_filter=list(WATCHED))
     observer.start()
     return observer
 

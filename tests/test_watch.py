@@ -118,3 +118,43 @@ def test_lost_events_and_the_period_bring_a_sweep(watching):
     watching(periodic, quiet=0.2, max_delay=2.0, sweep_every=0.5)
     periodic.wait(3, timeout=5)
     assert [changed for _, changed in periodic.calls[:3]] == [None, None, None]
+
+
+def test_reading_the_archive_does_not_reach_the_watcher(tmp_path, monkeypatch):
+    """A sweep opens every folder and many files; those reads are not changes and must not
+    even be delivered: on an archive of 8,000 folders, opens and closes overflowed inotify's
+    queue (16,384 events) while a batch ran, the overflow asked for a sweep, and the sweep's
+    reads overflowed it again, for ever (seen in benchmarks/watch.py at 110k events)."""
+    import os
+    import queue
+
+    from pipeline import watch
+
+    delivered: list[str] = []
+    real = watch._Collector.dispatch
+
+    def counting(self, event):
+        delivered.append(event.event_type)
+        real(self, event)
+
+    monkeypatch.setattr(watch._Collector, "dispatch", counting)
+    root = tmp_path / "input"
+    for d in range(20):
+        (root / f"d{d}").mkdir(parents=True)
+        for f in range(20):
+            (root / f"d{d}" / f"{f}.md").write_text("x")
+    found: queue.Queue[tuple[str, str]] = queue.Queue()
+    observer = watch.start_observer(root, found, print)
+    try:
+        time.sleep(0.3)
+        for folder, _, names in os.walk(root):
+            for name in names:
+                (Path(folder) / name).read_bytes()
+        time.sleep(0.5)
+        assert delivered == [] and found.empty(), sorted(set(delivered))
+        (root / "d0" / "new.md").write_text("y")  # a change still is
+        time.sleep(0.5)
+        assert "created" in delivered and found.get_nowait() == ("path", "d0/new.md")
+    finally:
+        observer.stop()
+        observer.join(timeout=5)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import json
+import math
 import os
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import duckdb
@@ -42,7 +46,7 @@ def gather(publication: Path) -> dict[str, list[tuple]]:
 
     con = duckdb.connect()
     try:
-        for table in ("events", "tags", "sources", "files"):
+        for table in ("events", "tags", "sources", "files", "event_places", "countries"):
             con.execute(
                 f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_literal(table_glob(publication, table))})"
             )
@@ -60,6 +64,11 @@ def gather(publication: Path) -> dict[str, list[tuple]]:
                 con,
                 "SELECT status || ': ' || coalesce(reason, ''), count(*) AS n FROM files "
                 "WHERE status <> 'parsed' GROUP BY 1 ORDER BY n DESC, 1",
+            ),
+            "countries": _rows(
+                con,
+                "SELECT p.country_code, c.name, count(*) AS n FROM event_places p "
+                "JOIN countries c USING (country_code) GROUP BY ALL ORDER BY n DESC, 1",
             ),
             "totals": _rows(
                 con,
@@ -130,12 +139,60 @@ def columns(chart_id: str, title: str, rows: list[tuple], width: int = 960, heig
     )
 
 
+# Shades for the map, lightest to darkest.
+SHADES = ("#dbe6f6", "#aac4ea", "#7aa2dc", "#4a7fcc", "#2458a8")
+
+
+@lru_cache(maxsize=1)
+def world_shapes() -> dict[str, Any]:
+    """Country outlines (Natural Earth 1:110m, public domain; static/world/build_map.py)."""
+    text = (
+        resources.files("pipeline.publish").joinpath("static", "world", "world-110m.json").read_text("utf-8")
+    )
+    return dict(json.loads(text))
+
+
+def world_map(chart_id: str, title: str, rows: list[tuple]) -> str:
+    """A choropleth of events by country: inline SVG paths, shaded on a log scale; each
+    country's name and count in its tooltip. Territories too small for the 1:110m map (Hong
+    Kong, Singapore, ...) are in the top-countries chart only."""
+    esc = html.escape
+    shapes = world_shapes()
+    counts = {code: (name, n) for code, name, n in rows}
+    top = max((n for _, n in counts.values()), default=0)
+    low = min((n for _, n in counts.values()), default=0)
+    span = math.log(top) - math.log(low) if low else 0.0
+    paths = []
+    for code, d in shapes["countries"].items():
+        name, n = counts.get(code, (code, 0))
+        if n:  # the least mentioned lightest, the most darkest, on a log scale between them
+            share = (math.log(n) - math.log(low)) / span if span else 1.0
+            shade = SHADES[min(len(SHADES) - 1, int(share * len(SHADES)))]
+        else:
+            shade = "#eceff3"
+        paths.append(
+            f'<path d="{d}" fill="{shade}" data-code="{esc(code)}" data-events="{n}">'
+            f"<title>{esc(str(name))}: {n:,} events</title></path>"
+        )
+    legend = (
+        f'<text x="8" y="{shapes["height"] - 10}">{len(counts):,} countries mentioned; '
+        f"darkest: {top:,} events</text>"
+    )
+    return (
+        f'<section id="{chart_id}" class="chart"><h2>{esc(title)}</h2>'
+        f'<svg class="map" role="img" aria-label="{esc(title)}" width="{shapes["width"]}" '
+        f'height="{shapes["height"]}" viewBox="0 0 {shapes["width"]} {shapes["height"]}">'
+        f"{''.join(paths)}{legend}</svg></section>"
+    )
+
+
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #1d2330; background: #fff; }
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 24px 0 8px; }
 .meta, .empty { color: #5b6475; } .ok { color: #1b7a3a; } .bad { color: #b3261e; }
 .totals span { display: inline-block; margin-right: 24px; }
 svg rect { fill: #3b6fc4; } svg text { font-size: 12px; fill: #1d2330; }
+svg.map path { stroke: #fff; stroke-width: 0.4; } svg.map { max-width: 100%; height: auto; }
 ul.findings li { margin: 2px 0; }
 """
 
@@ -174,6 +231,8 @@ def render(
 <p class="meta">Generated {esc(generated.strftime("%Y-%m-%d %H:%M:%S UTC"))}. Validation {status}.{docs}</p>
 <p class="totals"><span>{files:,} files</span><span>{events:,} events</span><span>{sources:,} source links</span><span>{tags:,} tags</span></p>
 {columns("events-per-month", "Events per month", figures["months"])}
+{world_map("world-map", "Where the news happens: events by country mentioned", figures["countries"])}
+{hbars("top-countries", "Top countries (events mentioning them)", [(name, n) for _, name, n in figures["countries"][:15]])}
 {hbars("top-tags", "Top tags (events naming them)", figures["tags"])}
 {hbars("top-publishers", "Top publishers (source links)", figures["publishers"])}
 {hbars("rejects", "Files not published, by status and reason", figures["rejects"])}

@@ -9,12 +9,13 @@ import subprocess
 import zlib
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from pipeline.publish.report import Validation, write_report
 from tests.conftest import build_tables, event_doc, write_archive
 
-CHARTS = ("events-per-month", "top-tags", "top-publishers", "rejects", "validation")
+CHARTS = ("events-per-month", "top-countries", "top-tags", "top-publishers", "rejects", "validation")
 
 
 def chromium() -> str:
@@ -54,8 +55,8 @@ def console_errors(stderr: str) -> list[str]:
     ]
 
 
-def png_colors(path: Path) -> tuple[int, float]:
-    """(distinct colours, share of pixels that are not white) of an 8-bit RGB(A) PNG."""
+def png_colors(path: Path) -> tuple[set[bytes], float]:
+    """(distinct colours as RGB bytes, share of pixels that are not white) of an 8-bit RGB(A) PNG."""
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, width, height, channels = 8, b"", 0, 0, 0
@@ -95,7 +96,7 @@ def png_colors(path: Path) -> tuple[int, float]:
             colours.add(pixel)
             non_white += pixel != b"\xff\xff\xff"
         previous = line
-    return len(colours), non_white / (width * height / 4)
+    return colours, non_white / (width * height / 4)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +138,7 @@ def test_the_sample_report_renders_offline_with_every_chart(sample_build, tmp_pa
     result = browse(page, tmp_path, f"--screenshot={shot}")
     assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
     colours, inked = png_colors(shot)
-    assert colours >= 3 and inked > 0.01, (colours, inked)
+    assert len(colours) >= 3 and inked > 0.01, (len(colours), inked)
 
 
 def test_archive_text_is_escaped(hostile_report, tmp_path):
@@ -148,3 +149,42 @@ def test_archive_text_is_escaped(hostile_report, tmp_path):
     assert dom.returncode == 0 and console_errors(dom.stderr) == []
     assert "<script" not in dom.stdout.split("</head>", 1)[1]  # the browser saw text, not elements
     assert "run-&lt;1&gt;" in dom.stdout
+
+
+@pytest.mark.flow
+def test_the_report_maps_events_by_country_in_a_real_browser(sample_build, tmp_path):
+    """The world map: every Natural Earth country drawn, those the sample's events mention
+    shaded by their count (the busiest darkest), the others grey; the browser renders them."""
+    from pipeline.publish.report import SHADES, world_shapes
+
+    page = Path(sample_build["report"])
+    dom = browse(page, tmp_path, "--dump-dom")
+    assert dom.returncode == 0 and console_errors(dom.stderr) == []
+    section = re.search(r'<section id="world-map" class="chart">.*?</section>', dom.stdout, re.S)
+    assert section
+    paths = re.findall(
+        r'<path d="[^"]+" fill="([^"]+)" data-code="([A-Z]{2})" data-events="(\d+)">', section.group(0)
+    )
+    assert {code for _, code, _ in paths} == set(world_shapes()["countries"])
+    events = {code: int(n) for _, code, n in paths}
+    fills = {code: fill for fill, code, _ in paths}
+    catalog = duckdb.connect(sample_build["catalog"], read_only=True)
+    try:
+        expected = dict(
+            catalog.execute("SELECT country_code, count(*) FROM event_places GROUP BY 1").fetchall()
+        )
+        names = dict(catalog.execute("SELECT country_code, name FROM countries").fetchall())
+    finally:
+        catalog.close()
+    busiest = max(expected, key=lambda code: (expected[code], code))
+    assert len(expected) >= 10 and {"IQ", "UA", "US"} <= set(expected)
+    assert all(events[c] == n for c, n in expected.items() if c in events)
+    assert all(events[c] == 0 for c in events if c not in expected)
+    assert fills[busiest] == SHADES[-1] and fills["AQ"] == "#eceff3"
+    top = re.search(r'<section id="top-countries" class="chart">.*?</section>', dom.stdout, re.S)
+    assert top and names[busiest] in top.group(0)
+    shot = tmp_path / "map.png"
+    result = browse(page, tmp_path, f"--screenshot={shot}", "--window-size=1200,2600")
+    assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
+    colours, _ = png_colors(shot)
+    assert bytes.fromhex(SHADES[-1][1:]) in colours and bytes.fromhex("eceff3") in colours
