@@ -12,8 +12,10 @@ a running Prefect API) measured in the same session:
 - gazetteer_build                      seconds to build the gazetteer once (per worker process)
 - full_build                           wall seconds of the full build
 - places_share                         (places_cpu / workers + gazetteer_build) / full_build
+- precision_* / recall_*               over (event, country) pairs of the labelled sets in
+                                       tests/places/ (development, and held out from tuning)
 
-Issue 24's target: places_share <= 0.10 at 1M events.
+Issue 24's targets: places_share <= 0.10 at 1M events; precision >= 0.95, recall >= 0.90.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def parse_seconds(archive: Path, work: Path, places: bool) -> float:
 
     real = stage.event_places
     if not places:
-        stage.event_places = lambda title, summary, contexts: []  # type: ignore[assignment]
+        stage.event_places = lambda title, summary, contexts: []
     try:
         listing = discover(archive)
         shutil.rmtree(work, ignore_errors=True)
@@ -95,6 +97,12 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     values = {name: statistics.median(v) for name, v in samples.items()}
     values["places_cpu"] = values["parse_cpu_with"] - values["parse_cpu_without"]
+    from pipeline.places.evaluate import load, score
+
+    for label, name in (("development", "portal_events.tsv"), ("held_out", "held_out_events.tsv")):
+        result = score(load(ROOT / "tests" / "places" / name))
+        values[f"precision_{label}"] = result.precision
+        values[f"recall_{label}"] = result.recall
     values["places_share"] = (values["places_cpu"] / args.workers + values["gazetteer_build"]) / values[
         "full_build"
     ]

@@ -26,33 +26,42 @@ def mentions(text: str) -> list[Found]:
     return list(_mentions(text))
 
 
-@lru_cache(maxsize=50_000)
-def _mentions(text: str) -> tuple[Found, ...]:
+def _scan(text: str) -> tuple[Found, ...]:
     g = gazetteer()
     words = tokens(text)
+    first = g.first
+    # Only words that start a known phrase, or hyphenated ones, are looked at (a list
+    # comprehension: most words are neither, and this runs for a million titles).
+    starts = [k for k, w in enumerate(words) if w in first or "-" in w]
     found: dict[str, str] = {}
-    i = 0
-    while i < len(words):
-        lengths = g.first.get(words[i])
+    consumed = 0
+    for i in starts:
+        if i < consumed:
+            continue
+        lengths = first.get(words[i])
         if not lengths:
             head, _, tail = words[i].partition("-")  # "British-flagged", "Greek-owned", "US-led"
             if tail and tail not in g.language_cues and g.names.get(head):
                 code = _decide(g, head, g.names[head], words, i, 1, text)
                 if code is not None and code not in found:
                     found[code] = head
-            i += 1
             continue
         for length in lengths:
-            phrase = " ".join(words[i : i + length])
-            if length <= len(words) - i and phrase in g.names:
+            if length > len(words) - i:
+                continue
+            phrase = " ".join(words[i : i + length]) if length > 1 else words[i]
+            if phrase in g.names:
                 code = _decide(g, phrase, g.names[phrase], words, i, length, text)
                 if code is not None and code not in found:
                     found[code] = phrase
-                i += length
+                consumed = i + length
                 break
-        else:
-            i += 1
     return tuple(found.items())
+
+
+# Contexts repeat (about 8,800 distinct ones over 110,000 events): their mentions are cached.
+# Titles and summaries are nearly all distinct: caching them only cost time.
+_mentions = lru_cache(maxsize=50_000)(_scan)
 
 
 def _decide(
@@ -108,8 +117,14 @@ def event_places(title: str, summary: str | None, contexts: Iterable[str]) -> li
     """(country code, where, matched) for each country an event mentions: its title, its
     summary or a context of its own Related items; the first place found is the evidence."""
     seen: dict[str, tuple[str, str]] = {}
-    for where, texts in (("title", [title]), ("summary", [summary or ""]), ("context", contexts)):
+    for where, texts, scan in (
+        ("title", [title], _scan),
+        ("summary", [summary or ""], _scan),
+        ("context", contexts, _mentions),
+    ):
         for text in texts:
-            for code, matched in mentions(text):
-                seen.setdefault(code, (where, matched))
+            if text:
+                for code, matched in scan(text):
+                    if code not in seen:
+                        seen[code] = (where, matched)
     return [(code, where, matched) for code, (where, matched) in seen.items()]
