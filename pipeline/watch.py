@@ -35,6 +35,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from pipeline.core.config import OutputLayout
 from pipeline.core.faults import crash_point
 from pipeline.core.storage import save_json
+from pipeline.extract.walk import escape
 
 DEFAULT_QUIET = 0.3  # seconds without a new event before a batch runs
 DEFAULT_MAX_DELAY = 2.0  # seconds after a batch's first event at the latest
@@ -84,8 +85,6 @@ class _Collector(FileSystemEventHandler):
                 continue
             rel = raw[len(self.root) + 1 :]
             if event.is_directory or rel.endswith(b".md"):
-                from pipeline.extract.walk import escape
-
                 self.events.put(("path", escape(os.fsdecode(rel))[0]))
 
 

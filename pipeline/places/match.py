@@ -73,7 +73,7 @@ def _decide(
     if rule:
         if any(cue in text for cue in rule.get("cues_skip", ())):
             return None
-        if rule.get("cues") and any(_has_word(text, cue) for cue in rule["cues"]):
+        if rule.get("cues") and any(_has_word(words, text, cue) for cue in rule["cues"]):
             return str(rule["alternative"])
         if rule.get("person") and _beside_a_name(g, words, i, length):
             return None
@@ -84,11 +84,10 @@ def _decide(
     return code
 
 
-def _has_word(text: str, cue: str) -> bool:
-    """`cue` as whole words of `text`."""
+def _has_word(words: Sequence[str], text: str, cue: str) -> bool:
+    """`cue` as whole words of `text` (already split into `words`)."""
     if cue not in text:
         return False
-    words = tokens(text)
     size = cue.count(" ") + 1
     return any(" ".join(words[k : k + size]) == cue for k in range(len(words)))
 
