@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
+from collections.abc import Iterable
 
 CITY_POPULATION = 150_000  # a city this large is one a well-read person can place
 CITY_DOMINANCE = 3.0  # a name shared by cities abroad counts only if the largest is 3x the next
@@ -52,6 +53,9 @@ class Gazetteer:
     language_cues: frozenset[str]
     demonyms: frozenset[str]
     geographic_nouns: frozenset[str]  # "Kharkiv Oblast": a capitalised word after a city that is no name
+    starts: re.Pattern[str]  # the words of a text that may start a name (`starts_pattern`)
+    follows: dict[str, frozenset[str]]  # first word -> the second words of its longer names
+    conditional: frozenset[str]  # names that count only after a rule (`match._decide`)
 
 
 def tokens(text: str) -> list[str]:
@@ -218,9 +222,12 @@ def gazetteer() -> Gazetteer:
     for name, code in _dominant_cities(cities, not_cities).items():
         add(name, code, "city")
     first: dict[str, set[int]] = {}
+    follows: dict[str, set[str]] = {}
     for key in names:
         parts = key.split(" ")
         first.setdefault(parts[0], set()).add(len(parts))
+        if len(parts) > 1:
+            follows.setdefault(parts[0], set()).add(parts[1])
     return Gazetteer(
         countries,
         names,
@@ -230,7 +237,42 @@ def gazetteer() -> Gazetteer:
         frozenset(words["language_cues"]),
         frozenset(demonyms),
         frozenset(words["geographic_nouns"]),
+        starts_pattern(first),
+        {k: frozenset(v) for k, v in follows.items()},
+        frozenset(words["ambiguous"]) | demonyms | {k for k, kind in kinds.items() if kind == "city"},
     )
+
+
+def starts_pattern(words: Iterable[str]) -> re.Pattern[str]:
+    """A regex whose matches are the words of a text (as `tokens` splits it) that begin with
+    one of `words`, found in one pass in C. The words are a trie whose alternatives each
+    begin with a literal character, so the engine skips ahead to the characters that can
+    start one, and only where a word starts (not after a letter, nor after a letter and a
+    joiner that TOKEN keeps inside a word: "al-Qaeda"); the rest of the match is TOKEN's own
+    pattern. About 2 us per headline, against 4.5 us to split it into all its words, and
+    only a headline's two or three candidates reach Python."""
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def alternatives(node: dict[str, Any]) -> str:
+        branches = [re.escape(ch) + alternatives(node[ch]) for ch in sorted(node) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    begins = "|".join(
+        re.escape(ch)
+        + r"(?<!\w.)(?<!\w[-.&'’].)"
+        + (f"(?={rest})" if (rest := alternatives(trie[ch])) else "")
+        for ch in sorted(trie)
+    )
+    # The first character is matched; the rest of TOKEN's two alternatives from there.
+    return re.compile(rf"(?:{begins})(?:(?<=[A-Z])\.(?:[A-Z]\.)+|\w*(?:[-.&]\w+|['’](?!s\b)\w+)*)")
 
 
 def _unique_subdivisions(not_cities: set[str]) -> dict[str, str]:

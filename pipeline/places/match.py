@@ -6,17 +6,30 @@ is the US and "Papua New Guinea" is not Guinea, and a phrase that names no count
 rule needs: "Georgia" is the US state when the text has US cues; a name that is also a
 first name or surname ("Jordan", "Chad") does not count beside another capitalised word
 that is not a place ("Michael Jordan"); a demonym used as a language ("in French") does
-not count."""
+not count.
+
+Two scans give the same answer: `_scan_words` splits the whole text into words and is the
+plain statement of the rule; `_scan` (used) visits only the words that can start a name,
+the capitalised ones, and splits just the words a match needs around them. Most words of
+a headline are lower case, so it does a third of the work (issue 24's cost target);
+tests/places/test_match.py holds the two equal."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable
 from functools import lru_cache
+from itertools import islice
 
-from pipeline.places.gazetteer import Gazetteer, gazetteer, tokens
+from pipeline.places.gazetteer import TOKEN, Gazetteer, gazetteer, tokens
 
 Found = tuple[str, str]  # (country code, the text matched)
-ORDER = ("title", "summary", "context")  # where evidence is looked for first
+
+# A capital right after an abbreviation ("U.S.Army"): TOKEN starts a word there that the
+# starts pattern cannot tell from the inside of a word; such rare texts take `_scan_words`.
+# (Spelled from its literal period so the engine can skip ahead to periods.)
+ABBREVIATION_THEN_WORD = re.compile(r"\.[A-Z]\.\w")
+BEFORE = 80  # characters looked back for the word before a match
 
 
 def mentions(text: str) -> list[Found]:
@@ -26,32 +39,103 @@ def mentions(text: str) -> list[Found]:
     return list(_mentions(text))
 
 
+class _Around:
+    """The words around a match, split only when a rule asks for them."""
+
+    __slots__ = ("text", "start", "end", "following")
+
+    def __init__(self, text: str, start: int, end: int, following: list[str] | None) -> None:
+        self.text, self.start, self.end, self.following = text, start, end, following
+
+    def before(self) -> str:
+        words = TOKEN.findall(self.text, max(0, self.start - BEFORE), self.start)
+        return words[-1] if words else ""
+
+    def after(self) -> str:
+        if self.following is not None:
+            return self.following[0] if self.following else ""
+        word = TOKEN.search(self.text, self.end)
+        return word.group() if word else ""
+
+    def words(self) -> list[str]:
+        return tokens(self.text)
+
+
 def _scan(text: str) -> tuple[Found, ...]:
     g = gazetteer()
-    words = tokens(text)
-    first = g.first
-    # Only words that start a known phrase, or hyphenated ones, are looked at (a list
-    # comprehension: most words are neither, and this runs for a million titles).
-    starts = [k for k, w in enumerate(words) if w in first or "-" in w]
+    if ABBREVIATION_THEN_WORD.search(text):
+        return _scan_words(text)
+    first, names, follows, conditional = g.first, g.names, g.follows, g.conditional
     found: dict[str, str] = {}
     consumed = 0
-    for i in starts:
-        if i < consumed:
+    for m in g.starts.finditer(text):
+        start = m.start()
+        if start < consumed:
             continue
-        lengths = first.get(words[i])
+        word = m.group()
+        lengths = first.get(word)
         if not lengths:
-            head, _, tail = words[i].partition("-")  # "British-flagged", "Greek-owned", "US-led"
+            head, _, tail = word.partition("-")  # "British-flagged", "Greek-owned", "US-led"
+            if tail and tail not in g.language_cues and names.get(head):
+                code = _decide(g, head, names[head], _Around(text, start, m.end(), None))
+                if code is not None and code not in found:
+                    found[code] = head
+            continue
+        # The words after this one, as many as its longest name needs, if the next one can
+        # continue a name at all ("New" + "Zealand"; most words start one-word names only).
+        spans = [(word, m.end())]
+        if lengths[0] > 1:
+            after = TOKEN.search(text, m.end())
+            if after is not None and after.group() in follows[word]:
+                spans.append((after.group(), after.end()))
+                if lengths[0] > 2:
+                    spans += [
+                        (w.group(), w.end())
+                        for w in islice(TOKEN.finditer(text, after.end()), lengths[0] - 2)
+                    ]
+        for length in lengths:
+            if length > len(spans):
+                continue
+            phrase = " ".join(w for w, _ in spans[:length]) if length > 1 else word
+            if phrase in names:
+                code = names[phrase]
+                end = spans[length - 1][1]
+                if code is not None and phrase in conditional:
+                    code = _decide(g, phrase, code, _Around(text, start, end, None))
+                if code is not None and code not in found:
+                    found[code] = phrase
+                consumed = end
+                break
+    return tuple(found.items())
+
+
+def _scan_words(text: str) -> tuple[Found, ...]:
+    """The same answer as `_scan`, from every word of the text."""
+    g = gazetteer()
+    words = tokens(text)
+    spans = [(m.start(), m.end()) for m in TOKEN.finditer(text)]
+    first = g.first
+    found: dict[str, str] = {}
+    consumed = 0
+    for i, w in enumerate(words):
+        if i < consumed or not (w in first or "-" in w):
+            continue
+        lengths = first.get(w)
+        if not lengths:
+            head, _, tail = w.partition("-")
             if tail and tail not in g.language_cues and g.names.get(head):
-                code = _decide(g, head, g.names[head], words, i, 1, text)
+                around = _Around(text, *spans[i], None)
+                code = _decide(g, head, g.names[head], around)
                 if code is not None and code not in found:
                     found[code] = head
             continue
         for length in lengths:
             if length > len(words) - i:
                 continue
-            phrase = " ".join(words[i : i + length]) if length > 1 else words[i]
+            phrase = " ".join(words[i : i + length])
             if phrase in g.names:
-                code = _decide(g, phrase, g.names[phrase], words, i, length, text)
+                around = _Around(text, spans[i][0], spans[i + length - 1][1], words[i + length :])
+                code = _decide(g, phrase, g.names[phrase], around)
                 if code is not None and code not in found:
                     found[code] = phrase
                 consumed = i + length
@@ -64,41 +148,53 @@ def _scan(text: str) -> tuple[Found, ...]:
 _mentions = lru_cache(maxsize=50_000)(_scan)
 
 
-def _decide(
-    g: Gazetteer, phrase: str, code: str | None, words: Sequence[str], i: int, length: int, text: str
-) -> str | None:
+def _decide(g: Gazetteer, phrase: str, code: str | None, around: _Around) -> str | None:
     if code is None:
         return None
     rule = g.ambiguous.get(phrase)
     if rule:
-        if any(cue in text for cue in rule.get("cues_skip", ())):
+        text = around.text
+        if rule.get("cues_skip") and _any_of(phrase, "cues_skip").search(text):
             return None
-        if rule.get("cues") and any(_has_word(words, text, cue) for cue in rule["cues"]):
+        if (
+            rule.get("cues")
+            and _any_of(phrase, "cues").search(text)
+            and any(_has_word(around, cue) for cue in rule["cues"])
+        ):
             return str(rule["alternative"])
-        if rule.get("person") and _beside_a_name(g, words, i, length):
+        if rule.get("person") and _beside_a_name(g, around):
             return None
-    if phrase in g.demonyms and _as_language(g, words, i, length):
+    if phrase in g.demonyms and _as_language(g, around):
         return None
-    if g.kinds.get(phrase) == "city" and _beside_a_name(g, words, i, length):
+    if g.kinds.get(phrase) == "city" and _beside_a_name(g, around):
         return None  # "Vladimir Putin", "Meng Wanzhou": a person, not the city
     return code
 
 
-def _has_word(words: Sequence[str], text: str, cue: str) -> bool:
-    """`cue` as whole words of `text` (already split into `words`)."""
-    if cue not in text:
+@lru_cache(maxsize=64)
+def _any_of(phrase: str, kind: str) -> re.Pattern[str]:
+    """One regex for a rule's cues (Georgia has 27): one pass over a text that has none."""
+    cues = sorted(gazetteer().ambiguous[phrase][kind], key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, cues)))
+
+
+def _has_word(around: _Around, cue: str) -> bool:
+    """`cue` as whole words of the text."""
+    if cue not in around.text:
         return False
+    words = around.words()
     size = cue.count(" ") + 1
     return any(" ".join(words[k : k + size]) == cue for k in range(len(words)))
 
 
-def _beside_a_name(g: Gazetteer, words: Sequence[str], i: int, length: int) -> bool:
-    """A capitalised word right before or after that is not a place: a person's name."""
-    before = words[i - 1] if i > 0 else ""
-    after = words[i + length] if i + length < len(words) else ""
+def _beside_a_name(g: Gazetteer, around: _Around) -> bool:
+    """A capitalised word right before or after that is not a place (nor a word like "Airport"
+    or "Oblast" that follows a place): a person's name."""
     return any(
-        w[:1].isupper() and w not in g.names and w not in _CONNECTORS for w in (before, after) if w
-    ) and (i > 0 or bool(after))
+        w[:1].isupper() and w not in g.names and w not in _CONNECTORS and w not in g.geographic_nouns
+        for w in (around.before(), around.after())
+        if w
+    )
 
 
 _CONNECTORS = frozenset(
@@ -106,24 +202,25 @@ _CONNECTORS = frozenset(
 )
 
 
-def _as_language(g: Gazetteer, words: Sequence[str], i: int, length: int) -> bool:
-    before = words[i - 1] if i > 0 else ""
-    after = words[i + length] if i + length < len(words) else ""
-    return before in g.language_cues or after in g.language_cues
+def _as_language(g: Gazetteer, around: _Around) -> bool:
+    return around.before() in g.language_cues or around.after() in g.language_cues
 
 
 def event_places(title: str, summary: str | None, contexts: Iterable[str]) -> list[tuple[str, str, str]]:
     """(country code, where, matched) for each country an event mentions: its title, its
     summary or a context of its own Related items; the first place found is the evidence."""
     seen: dict[str, tuple[str, str]] = {}
-    for where, texts, scan in (
-        ("title", [title], _scan),
-        ("summary", [summary or ""], _scan),
-        ("context", contexts, _mentions),
-    ):
-        for text in texts:
-            if text:
-                for code, matched in scan(text):
-                    if code not in seen:
-                        seen[code] = (where, matched)
+    if title:
+        for code, matched in _scan(title):
+            if code not in seen:
+                seen[code] = ("title", matched)
+    if summary:
+        for code, matched in _scan(summary):
+            if code not in seen:
+                seen[code] = ("summary", matched)
+    for context in contexts:
+        if context:
+            for code, matched in _mentions(context):
+                if code not in seen:
+                    seen[code] = ("context", matched)
     return [(code, where, matched) for code, (where, matched) in seen.items()]
