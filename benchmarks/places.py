@@ -1,17 +1,23 @@
 """What places cost a full build: `python benchmarks/places.py [--events 1000000] [--repeats 1]`.
 
-Places are found while parsing (pipeline/places, called per event by the parser), so their
-cost is the parse stage's CPU time with them minus without them (the same staging code with
-`event_places` replaced by a function that finds nothing), measured in one process on the
-same archive, alternating. The share is that difference spread over the build's parse
-workers, over the wall time of a full build (`run --full-refresh` into a fresh output, with
-a running Prefect API) measured in the same session:
+Places are found while parsing (pipeline/places, called per event by the parser), then
+become the `event_places` table (normalize) and its suite (validate). Their cost is measured
+against the same pipeline with `event_places` replaced by a function that finds nothing
+(in-process for the parse; in the full build through a `sitecustomize` on PYTHONPATH that
+only this benchmark installs, so the parse workers get it too), alternating, in one session:
 
-- parse_cpu_with / parse_cpu_without   seconds of one process staging every file
-- places_cpu                          the difference
+- parse_cpu_with / parse_cpu_without   CPU seconds of one process staging every file
+                                       (precise: a wall-clock difference of two builds is not)
+- places_cpu                           the difference
 - gazetteer_build                      seconds to build the gazetteer once (per worker process)
-- full_build                           wall seconds of the full build
-- places_share                         (places_cpu / workers + gazetteer_build) / full_build
+- full_build / full_build_without      wall seconds of `run --full-refresh` into a fresh
+                                       output with a running Prefect API, with and without
+- normalize_with / _without,           the builds' own stage seconds (runs table)
+  validate_with / _without
+- places_share                         (places_cpu / workers + gazetteer_build
+                                        + normalize and validate with minus without) / full_build
+- build_share                          (full_build - full_build_without) / full_build: the same
+                                       cost seen end to end, noisier (a cross-check)
 - precision_* / recall_*               over (event, country) pairs of the labelled sets in
                                        tests/places/ (development, and held out from tuning)
 
@@ -58,6 +64,27 @@ def parse_seconds(archive: Path, work: Path, places: bool) -> float:
         shutil.rmtree(work, ignore_errors=True)
 
 
+# Installed on PYTHONPATH for the "without" build only: every process of the run (the parse
+# workers are spawned) imports it at start-up, before the parser binds `event_places`.
+NO_PLACES = "import pipeline.places\npipeline.places.event_places = lambda title, summary, contexts: []\n"
+
+
+def stage_seconds(output: Path) -> dict[str, float]:
+    """The full build's own normalize and validate seconds, from its runs table."""
+    import duckdb
+
+    row = (
+        duckdb.connect()
+        .execute(
+            f"SELECT seconds_normalize, seconds_validate FROM '{output}/current/runs/*.parquet' "
+            "ORDER BY started_at DESC LIMIT 1"
+        )
+        .fetchone()
+    )
+    assert row is not None
+    return {"normalize": float(row[0]), "validate": float(row[1])}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -70,6 +97,12 @@ def main() -> int:
     home = work / "prefect-home"
     server, url = start_api(home)
     env = {**os.environ, "PREFECT_API_URL": url, "PREFECT_HOME": str(home)}
+    (work / "no-places").mkdir()
+    (work / "no-places" / "sitecustomize.py").write_text(NO_PLACES)
+    stubbed = {
+        **env,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(work / "no-places"), env.get("PYTHONPATH")])),
+    }
     samples: dict[str, list[float]] = {}
     try:
         from pipeline.places import gazetteer as gz
@@ -80,17 +113,20 @@ def main() -> int:
         for r in range(args.repeats):
             samples.setdefault("parse_cpu_with", []).append(parse_seconds(archive, work / "stage", True))
             samples.setdefault("parse_cpu_without", []).append(parse_seconds(archive, work / "stage", False))
-            out = work / f"out-{r}"
-            started = time.perf_counter()
-            subprocess.run(
-                run(archive, out, "--full-refresh", "--workers", str(args.workers)),
-                env=env,
-                check=True,
-                stdout=subprocess.DEVNULL,
-                cwd=ROOT,
-            )
-            samples.setdefault("full_build", []).append(time.perf_counter() - started)
-            shutil.rmtree(out, ignore_errors=True)
+            for suffix, build_env in (("", env), ("_without", stubbed)):
+                out = work / f"out-{r}{suffix}"
+                started = time.perf_counter()
+                subprocess.run(
+                    run(archive, out, "--full-refresh", "--workers", str(args.workers)),
+                    env=build_env,
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                    cwd=ROOT,
+                )
+                samples.setdefault(f"full_build{suffix}", []).append(time.perf_counter() - started)
+                for stage, seconds in stage_seconds(out).items():
+                    samples.setdefault(f"{stage}{suffix or '_with'}", []).append(seconds)
+                shutil.rmtree(out, ignore_errors=True)
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
@@ -103,9 +139,12 @@ def main() -> int:
         result = score(load(ROOT / "tests" / "places" / name))
         values[f"precision_{label}"] = result.precision
         values[f"recall_{label}"] = result.recall
-    values["places_share"] = (values["places_cpu"] / args.workers + values["gazetteer_build"]) / values[
-        "full_build"
-    ]
+    later = sum(values[f"{stage}_with"] - values[f"{stage}_without"] for stage in ("normalize", "validate"))
+    values["normalize_validate_delta"] = later
+    values["places_share"] = (
+        values["places_cpu"] / args.workers + values["gazetteer_build"] + max(0.0, later)
+    ) / values["full_build"]
+    values["build_share"] = (values["full_build"] - values["full_build_without"]) / values["full_build"]
     for name, value in values.items():
         print(f"{name:20} {value:8.3f}")
     if not args.no_write:
