@@ -321,6 +321,10 @@ def _run(args: argparse.Namespace) -> int:
             stack.enter_context(output_lock(layout.lock, wait=args.wait, command="run"))
         except (NotOurFolder, OutputLocked) as exc:
             return _fail(str(exc))
+        from pipeline.core.prefect_api import start_early, stop_servers
+
+        start_early()  # boots while the flow's modules are imported
+        stack.callback(stop_servers)
         stack.enter_context(stop_on_signals(lambda signum: _deadline(layout, signum)))
         try:
             result = _run_flow(args, parameters)
@@ -436,6 +440,10 @@ def _watch(args: argparse.Namespace) -> int:
             stack.enter_context(output_lock(layout.lock, command="watch"))
         except (NotOurFolder, OutputLocked) as exc:
             return _fail(str(exc))
+        from pipeline.core.prefect_api import start_early, stop_servers
+
+        start_early()
+        stack.callback(stop_servers)
         stack.enter_context(stop_on_signals(lambda signum: _deadline(layout, signum)))
         try:
             quiet_prefect(verbose=args.verbose)

@@ -458,3 +458,37 @@ def test_run_on_changed_paths_from_stdin(prefect_server, tmp_path):
     assert refused.stderr.strip().splitlines() == [
         "error: not a relative path inside the input: '../outside.md'"
     ]
+
+
+def test_the_temporary_server_serves_the_run_and_a_profile_api_wins(prefect_server, tmp_path):
+    """Without PREFECT_API_URL the run starts its temporary server before importing the flow;
+    the run reports to it and leaves no process behind. When the Prefect profile names an
+    API (not the environment), the run reports there and the early server is stopped."""
+    from prefect.settings import PREFECT_API_URL
+
+    home = tmp_path / "home"
+    run = cli("run", "--input", str(SAMPLE), "--output", str(tmp_path / "a"), env=own_server_env(home))
+    assert run.returncode == 0, run.stderr
+    assert processes_with(str(home)) == []
+
+    profiled = tmp_path / "profiled"
+    profiled.mkdir()
+    api = PREFECT_API_URL.value()
+    (profiled / "profiles.toml").write_text(f'active = "t"\n\n[profiles.t]\nPREFECT_API_URL = "{api}"\n')
+    out = tmp_path / "b"
+    run = cli("run", "--input", str(SAMPLE), "--output", str(out), "--json", env=own_server_env(profiled))
+    assert run.returncode == 0, run.stderr
+    assert processes_with(str(profiled)) == []
+
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def outputs() -> list[str]:
+        async with get_client() as client:
+            return [
+                str(r.parameters.get("output"))
+                for r in await client.read_flow_runs(limit=200, sort="EXPECTED_START_TIME_DESC")
+            ]
+
+    assert str(out) in asyncio.run(outputs())  # reported to the profile's API
