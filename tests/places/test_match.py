@@ -1,6 +1,7 @@
 """The countries an event mentions (contract section 5), case by case, and measured on the
 labelled sets."""
 
+import json
 from pathlib import Path
 
 import pycountry
@@ -110,3 +111,29 @@ def test_the_fast_scan_equals_the_word_by_word_scan():
     differing = [text for text in texts if _scan(text) != _scan_words(text)]
     assert differing == []
     assert _scan(EDGES[0]) == (("US", "U.S."), ("IQ", "Iraq"))
+
+
+def test_the_shipped_gazetteer_is_what_the_packages_and_words_give():
+    """gazetteer.json is derived data: it must equal a derivation from the installed packages
+    and words.json (after editing words.json: `python -m pipeline.places`)."""
+    from pipeline.places import gazetteer as gz
+
+    shipped = json.loads(gz.SHIPPED.read_text(encoding="utf-8"))
+    assert shipped == gz.derive(), "pipeline/places/gazetteer.json is stale: run python -m pipeline.places"
+
+
+def test_a_stale_shipped_gazetteer_is_not_used(tmp_path, monkeypatch):
+    from pipeline.places import gazetteer as gz
+
+    stale = json.loads(gz.SHIPPED.read_text(encoding="utf-8"))
+    stale["words_sha256"] = "0" * 64
+    stale["names"] = [["Atlantis", "GR", "name"]]
+    path = tmp_path / "gazetteer.json"
+    path.write_text(json.dumps(stale), encoding="utf-8")
+    monkeypatch.setattr(gz, "SHIPPED", path)
+    gz.derived.cache_clear()
+    try:
+        names = {key for key, _, _ in gz.derived()["names"]}
+        assert "Atlantis" not in names and "Iraq" in names
+    finally:
+        gz.derived.cache_clear()
