@@ -47,7 +47,6 @@ class _Server:
     def __init__(self) -> None:
         self.port = _free_port()
         self.server_process: subprocess.Popen[bytes] | None = _launch(self.port)
-        self.running = True
 
     @property
     def api_url(self) -> str:
@@ -131,9 +130,7 @@ def prefect_api() -> Iterator[None]:
 
     with temporary_settings(updates={HEARTBEAT: None}):
         if PREFECT_API_URL.value():
-            _servers.extend(_early)
-            _early.clear()
-            stop_servers()  # started early for nothing: a profile names an API
+            stop_servers()  # one started early for nothing: a profile names an API
             yield
             return
         with _own_server():
@@ -177,7 +174,7 @@ def stop_servers(timeout: float = 5.0) -> None:
     """Stop the temporary servers we started (also from the signal watchdog)."""
     while _servers or _early:
         server = (_servers or _early).pop()
-        process = getattr(server, "server_process", None)
+        process = server.server_process
         if process is None:
             continue
         process.terminate()
@@ -186,4 +183,3 @@ def stop_servers(timeout: float = 5.0) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
         server.server_process = None
-        server.running = False
