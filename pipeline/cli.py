@@ -323,6 +323,7 @@ def _run(args: argparse.Namespace) -> int:
             return _fail(str(exc))
         from pipeline.core.prefect_api import start_early, stop_servers
 
+        quiet_prefect(verbose=args.verbose)  # before the server starts: it inherits the settings
         start_early()  # boots while the flow's modules are imported
         stack.callback(stop_servers)
         stack.enter_context(stop_on_signals(lambda signum: _deadline(layout, signum)))
@@ -442,6 +443,7 @@ def _watch(args: argparse.Namespace) -> int:
             return _fail(str(exc))
         from pipeline.core.prefect_api import start_early, stop_servers
 
+        quiet_prefect(verbose=args.verbose)  # before the server starts: it inherits the settings
         start_early()
         stack.callback(stop_servers)
         stack.enter_context(stop_on_signals(lambda signum: _deadline(layout, signum)))

@@ -97,6 +97,10 @@ def _launch(port: int) -> subprocess.Popen[bytes]:
         "PREFECT_UI_ENABLED": "0",
         "PREFECT__SERVER_EPHEMERAL": "1",
         "PREFECT__SERVER_FINAL": "1",
+        # No network at run time: the server's telemetry service would call home (and log an
+        # ERROR line to the run's console when there is no network).
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
     }
     return subprocess.Popen(
         command,

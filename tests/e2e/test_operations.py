@@ -492,3 +492,22 @@ def test_the_temporary_server_serves_the_run_and_a_profile_api_wins(prefect_serv
             ]
 
     assert str(out) in asyncio.run(outputs())  # reported to the profile's API
+
+
+def test_the_temporary_server_never_calls_home(monkeypatch):
+    """No network at run time: the temporary server's telemetry is off even when the caller's
+    environment says nothing about it (a run once logged `Failed to send telemetry`)."""
+    from pipeline.core import prefect_api
+
+    for name in ("PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK", "PREFECT_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+    prefect_api.start_early()
+    try:
+        server = prefect_api._early[0]
+        assert server.server_process is not None
+        environ = Path(f"/proc/{server.server_process.pid}/environ").read_bytes().split(b"\0")
+        assert b"PREFECT_SERVER_ANALYTICS_ENABLED=false" in environ
+        assert b"DO_NOT_TRACK=1" in environ
+    finally:
+        prefect_api.stop_servers()
+    assert not prefect_api._early
