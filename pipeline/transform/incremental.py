@@ -79,16 +79,58 @@ def set_aside(path: Path, what: str, error: object) -> str:
     return f"{what} {path} could not be read ({reason}); set aside as {aside.name}, {{}}"
 
 
+class _Remembered:
+    """The last manifest read or written, while `remember_manifests()` is on (a watcher): its
+    batches read it three times and write it once, 0.6 s per read at a million files. Keyed
+    by the file's identity (device, inode, size, mtime): the manifest is only ever replaced
+    by a rename, which keeps the identity of what was written and changes the path's."""
+
+    enabled = False
+    key: tuple[int, int, int, int] | None = None
+    table: pa.Table | None = None
+
+    @classmethod
+    def identity(cls, path: Path) -> tuple[int, int, int, int] | None:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    @classmethod
+    def get(cls, path: Path) -> pa.Table | None:
+        if not cls.enabled or cls.key is None:
+            return None
+        return cls.table if cls.identity(path) == cls.key else None
+
+    @classmethod
+    def put(cls, path: Path, table: pa.Table) -> None:
+        if cls.enabled:
+            cls.key, cls.table = cls.identity(path), table
+
+
+def remember_manifests(on: bool = True) -> None:
+    """Keep the last manifest in memory between reads (for a long-running watcher)."""
+    _Remembered.enabled = on
+    if not on:
+        _Remembered.key = _Remembered.table = None
+
+
 def read_manifest(path: Path) -> pa.Table:
     """The manifest at `path`; empty (so every file is parsed again) if missing or of an older
     format. Raises StateError when it cannot be read (see `check_manifest`)."""
+    remembered = _Remembered.get(path)
+    if remembered is not None:
+        return remembered
     if path.is_symlink() or path.exists():
         try:
             table = pq.ParquetFile(not_a_link(path)).read()  # read_table imports pyarrow.dataset (0.3 s)
         except (OSError, pa.ArrowException) as exc:
             raise StateError(str(exc)) from exc
         if set(MANIFEST_SCHEMA.names) <= set(table.column_names):
-            return table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
+            table = table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
+            _Remembered.put(path, table)
+            return table
     return MANIFEST_SCHEMA.empty_table()
 
 
@@ -271,6 +313,7 @@ def write_manifest(table: pa.Table, path: Path, run_id: str, expectations: str, 
         CODE_KEY: code.encode(),
     }
     save_parquet(path, table.replace_schema_metadata(metadata))
+    _Remembered.put(path, table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA))
 
 
 def collect_garbage(staging: Path, live_batches: set[str]) -> int:
@@ -300,6 +343,9 @@ def live_batches(manifest: pa.Table) -> set[str]:
 
 def committed_batches(path: Path) -> set[str]:
     """The batches the manifest at `path` names (reads one column)."""
+    remembered = _Remembered.get(path)
+    if remembered is not None:
+        return live_batches(remembered)
     if not path.exists():
         return set()
     return set(pq.ParquetFile(path).read(columns=["batch"])["batch"].unique().to_pylist())

@@ -136,7 +136,13 @@ def normalize(
         else:
             result = _full(con, staging_dir, publication_dir, live_manifest, threads)
         written, linked = write_storylines(
-            con, publication_dir, storylines, PARQUET_OPTIONS, base.publication if base else None, threads
+            con,
+            publication_dir,
+            storylines,
+            PARQUET_OPTIONS,
+            base.publication if base else None,
+            threads,
+            changed="affected" if base else None,
         )
         if result.rewritten is not None:
             result.rewritten["event_storylines"] = written

@@ -77,16 +77,22 @@ def write_storylines(
     parquet_options: str,
     previous: Path | None = None,
     workers: int = 1,
+    changed: str | None = None,
 ) -> tuple[list[str], int]:
     """Write `event_storylines` (split by event year) and `storylines` (one file) from the
     written tables. With `previous` (the publication an incremental build starts from), only
     the year parts whose rows changed are written, the rest are hard-linked, so validation
-    checks only those. Returns (parts written, parts linked)."""
+    checks only those. With `changed` too (a table in `con` of the event ids whose rows the
+    build recomputed), only the storylines those events can reach are recomputed
+    (`_write_region`). Returns (parts written, parts linked)."""
     for name in ("events", "event_tags", "relation_tags", "tags"):
         con.execute(
             f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(table_glob(publication, name))})"
         )
     params = {"max_events": rule.max_tag_events, "max_span_days": rule.max_tag_span_days}
+    old_parts = parts(previous, "event_storylines") if previous is not None else []
+    if previous is not None and changed is not None and old_parts and WHOLE not in old_parts:
+        return _write_region(con, publication, params, parquet_options, previous, workers, changed)
     con.execute(f"CREATE OR REPLACE TABLE specific_tags AS {model_sql('specific_tags')}", params)
     edges = con.sql(model_sql("storyline_edges")).to_arrow_table()
     membership = components(edges)
@@ -96,7 +102,6 @@ def write_storylines(
     con.unregister("event_components")
     con.execute("CREATE OR REPLACE VIEW event_storylines AS SELECT * FROM fresh_event_storylines")
     con.execute(f"CREATE OR REPLACE TABLE fresh_storylines AS {model_sql('storylines')}")
-    old_parts = parts(previous, "event_storylines") if previous is not None else []
     if WHOLE in old_parts:  # a publication of the layout before the split: nothing to reuse
         previous, old_parts = None, []
     written = _changed_parts(con, previous, old_parts)
@@ -141,3 +146,208 @@ def _changed_parts(con: duckdb.DuckDBPyConnection, previous: Path | None, old_pa
              EXCEPT SELECT event_id, storyline_id FROM fresh_event_storylines))"""
     ).fetchall()
     return sorted({p for p in every if p not in old_parts} | {r[0] for r in changed})
+
+
+# --- Incremental: the region a change can reach ---------------------------------------------
+# Every link is (event, tag). A link can appear or go only through a tag named by a row of a
+# changed event (its own Related items, or an item pointing at it: `resolved` may flip), and
+# only such a tag's reach, and so whether it is specific, can change. The region is the
+# changed events, every event linked to one of those tags before or after, and every event of
+# the storylines these were in. Any other event's links are unchanged and lead only to events
+# of its own (unchanged) storyline, and a component of the new graph that holds a region
+# event holds only region events: so the region's components over its new links are its new
+# storylines, and every other row stays as it was. tests/transform/test_storylines.py holds
+# the result equal to the whole recomputation after random edits.
+_REGION_SQL = """
+CREATE OR REPLACE TABLE sl_tags AS
+    SELECT tag_id FROM event_tags SEMI JOIN {changed} USING (event_id)
+    UNION SELECT tag_id FROM old.event_tags SEMI JOIN {changed} USING (event_id)
+    UNION SELECT tag_id FROM relation_tags
+          WHERE event_id IN (SELECT event_id FROM {changed})
+             OR related_event_id IN (SELECT event_id FROM {changed})
+    UNION SELECT tag_id FROM old.relation_tags
+          WHERE event_id IN (SELECT event_id FROM {changed})
+             OR related_event_id IN (SELECT event_id FROM {changed});
+"""
+
+
+def _specific(con: duckdb.DuckDBPyConnection, schema: str, tags: str, params: dict[str, int]) -> str:
+    """The specific tags among those of table `tags`, by the tables in `schema` (main: the new
+    publication, old: the previous one): the model run over those tags' rows alone."""
+    target = f"sl_specific_{schema}"
+    con.execute("DROP SCHEMA IF EXISTS sl_scope CASCADE")
+    con.execute("CREATE SCHEMA sl_scope")
+    for name in ("event_tags", "relation_tags"):
+        con.execute(
+            f"CREATE OR REPLACE VIEW sl_scope.{name} AS SELECT * FROM {schema}.{name} SEMI JOIN {tags} USING (tag_id)"
+        )
+    con.execute("SET search_path = 'sl_scope,main'")
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE main.{target} AS {model_sql('specific_tags')}", params)
+    finally:
+        con.execute("SET search_path = 'main'")
+    con.execute("DROP SCHEMA sl_scope CASCADE")
+    return target
+
+
+def _links(schema: str, specific: str, where: str) -> str:
+    """The links (event_id, tag_id) of the graph in `schema` through the tags of `specific`,
+    of the events `where` selects (the model storyline_edges, restricted)."""
+    return f"""
+        SELECT event_id, tag_id FROM {schema}.event_tags
+        SEMI JOIN {specific} USING (tag_id) WHERE {where.format(column="event_id")}
+        UNION
+        SELECT related_event_id AS event_id, tag_id FROM {schema}.relation_tags
+        SEMI JOIN {specific} USING (tag_id)
+        WHERE related_event_id IN (SELECT event_id FROM {schema}.events)
+          AND {where.format(column="related_event_id")}"""
+
+
+def _write_region(
+    con: duckdb.DuckDBPyConnection,
+    publication: Path,
+    params: dict[str, int],
+    parquet_options: str,
+    previous: Path,
+    workers: int,
+    changed: str,
+) -> tuple[list[str], int]:
+    """The incremental path of `write_storylines` (see the comment above `_REGION_SQL`)."""
+    con.execute("DROP SCHEMA IF EXISTS old CASCADE")
+    con.execute("CREATE SCHEMA old")
+    for name in ("events", "event_tags", "relation_tags", "tags", "event_storylines", "storylines"):
+        con.execute(
+            f"CREATE OR REPLACE VIEW old.{name} AS SELECT * FROM read_parquet({sql_literal(table_glob(previous, name))})"
+        )
+    con.execute(_REGION_SQL.format(changed=changed))
+    old_specific = _specific(con, "old", "sl_tags", params)
+    new_specific = _specific(con, "main", "sl_tags", params)
+    in_tags = "{column} IS NOT NULL"
+    con.execute(
+        f"""CREATE OR REPLACE TABLE sl_seed AS
+        SELECT event_id FROM {changed}
+        UNION SELECT event_id FROM ({_links("old", old_specific, in_tags)})
+        UNION SELECT event_id FROM ({_links("main", new_specific, in_tags)})"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TABLE sl_region AS
+        SELECT event_id FROM sl_seed
+        UNION SELECT event_id FROM old.event_storylines
+        WHERE storyline_id IN (SELECT storyline_id FROM old.event_storylines SEMI JOIN sl_seed USING (event_id))"""
+    )
+    # The region's links in the new graph: specificity of every tag its events name or that
+    # an item pointing at them names (those outside sl_tags are as specific as before).
+    in_region = "{column} IN (SELECT event_id FROM sl_region)"
+    con.execute(
+        """CREATE OR REPLACE TABLE sl_near AS
+        SELECT tag_id FROM event_tags SEMI JOIN sl_region USING (event_id)
+        UNION SELECT tag_id FROM relation_tags SEMI JOIN sl_region ON related_event_id = sl_region.event_id"""
+    )
+    near_specific = _specific(con, "main", "sl_near", params)
+    edges = con.sql(_links("main", near_specific, in_region)).to_arrow_table()
+    membership = components(edges)
+    del edges
+    con.register("event_components", membership)
+    con.execute(f"CREATE OR REPLACE TABLE sl_rows AS {model_sql('event_storylines')}")
+    con.unregister("event_components")
+    # Rows of the whole table: the previous ones outside the region, the region's new ones.
+    con.execute(
+        """CREATE OR REPLACE TABLE fresh_event_storylines AS
+        SELECT * FROM old.event_storylines ANTI JOIN sl_region USING (event_id)
+        UNION ALL SELECT * FROM sl_rows"""
+    )
+    # Storylines described again: the region's, and those naming a tag whose name changed.
+    con.execute(
+        """CREATE OR REPLACE TABLE sl_renamed AS
+        SELECT tag_id, name FROM tags EXCEPT SELECT tag_id, name FROM old.tags"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TABLE sl_described AS
+        SELECT storyline_id FROM sl_rows
+        UNION SELECT storyline_id FROM fresh_event_storylines
+        SEMI JOIN (SELECT event_id FROM event_tags SEMI JOIN sl_renamed USING (tag_id)) USING (event_id)"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TABLE sl_members AS
+        SELECT * FROM fresh_event_storylines SEMI JOIN sl_described USING (storyline_id)"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TABLE sl_member_tags AS
+        SELECT DISTINCT tag_id FROM event_tags SEMI JOIN sl_members USING (event_id)"""
+    )
+    member_specific = _specific(con, "main", "sl_member_tags", params)
+    con.execute("CREATE SCHEMA sl_scope")
+    con.execute("CREATE VIEW sl_scope.event_storylines AS SELECT * FROM main.sl_members")
+    con.execute(f"CREATE VIEW sl_scope.specific_tags AS SELECT * FROM main.{member_specific}")
+    con.execute("SET search_path = 'sl_scope,main'")
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE main.sl_storylines AS {model_sql('storylines')}")
+    finally:
+        con.execute("SET search_path = 'main'")
+    con.execute("DROP SCHEMA sl_scope CASCADE")
+    con.execute(
+        """CREATE OR REPLACE TABLE fresh_storylines AS
+        SELECT * FROM (
+            SELECT * FROM old.storylines
+            WHERE storyline_id NOT IN (SELECT storyline_id FROM sl_described)
+              AND storyline_id NOT IN (SELECT storyline_id FROM old.event_storylines SEMI JOIN sl_region USING (event_id))
+            UNION ALL SELECT * FROM sl_storylines)
+        ORDER BY storyline_id"""
+    )
+    # The year parts where a row of the region was added, removed or changed its storyline.
+    written = sorted(
+        r[0]
+        for r in con.execute(
+            """SELECT DISTINCT coalesce(substr(event_id, 1, 4), 'none') FROM (
+                (SELECT event_id, storyline_id FROM sl_rows
+                 EXCEPT SELECT event_id, storyline_id FROM old.event_storylines SEMI JOIN sl_region USING (event_id))
+                UNION ALL
+                (SELECT event_id, storyline_id FROM old.event_storylines SEMI JOIN sl_region USING (event_id)
+                 EXCEPT SELECT event_id, storyline_id FROM sl_rows))"""
+        ).fetchall()
+    )
+    old_parts = set(parts(previous, "event_storylines"))
+    (publication / "event_storylines").mkdir(parents=True, exist_ok=True)
+    jobs = [
+        (
+            f"SELECT * FROM fresh_event_storylines WHERE {part_filter(part)} ORDER BY event_id",
+            part_path(publication, "event_storylines", part),
+        )
+        for part in written
+    ]
+    write_parts(con, jobs, parquet_options, workers)
+    linked = link_untouched(previous, publication, "event_storylines", written)
+    for part in sorted(old_parts | {NO_EVENT}):
+        if not part_path(publication, "event_storylines", part).exists():  # not linked: none yet
+            write_part(
+                con,
+                f"SELECT * FROM fresh_event_storylines WHERE {part_filter(part)}",
+                part_path(publication, "event_storylines", part),
+                parquet_options,
+            )
+            written.append(part)
+    write_part(
+        con, "SELECT * FROM fresh_storylines", part_path(publication, "storylines", WHOLE), parquet_options
+    )
+    for name in (
+        "sl_tags",
+        "sl_seed",
+        "sl_region",
+        "sl_near",
+        "sl_rows",
+        "sl_renamed",
+        "sl_described",
+        "sl_members",
+        "sl_member_tags",
+        "sl_storylines",
+        old_specific,
+        new_specific,
+        near_specific,
+        member_specific,
+        "fresh_event_storylines",
+        "fresh_storylines",
+    ):
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+    con.execute("DROP SCHEMA old CASCADE")
+    crash_point("normalize:storylines")
+    return sorted(set(written)), linked

@@ -238,3 +238,138 @@ def test_a_publication_of_the_single_file_layout_is_not_reused(tmp_path):
         f"SELECT * FROM read_parquet('{table_glob(pub, 'event_storylines')}') ORDER BY ALL"
     ).fetchall()
     assert rows == expected and len(rows) == 5
+
+
+def test_recomputing_only_the_changed_region_equals_recomputing_everything(tmp_path):
+    """Random archives, edited at random (events added, removed, their related items and
+    contexts changed, so that contexts cross the rule's limits both ways): `write_storylines`
+    given the previous publication and the changed events writes exactly the tables that
+    recomputing every storyline writes, and links the year parts it leaves alone."""
+    import random
+
+    from pipeline.transform.normalize import PARQUET_OPTIONS
+    from pipeline.transform.storylines import write_storylines
+
+    rng = random.Random(7)
+    rule = StorylineRule(max_tag_events=5, max_tag_span_days=500)
+    contexts = [f"Episode {n}" for n in range(16)] + ["Broad theme", "Another theme"]
+    dates = [f"{y}-{m:02d}-{d:02d}" for y in (2014, 2015, 2016) for m in (1, 5, 9) for d in (3, 17)]
+    events: dict[str, tuple[str, list[tuple[str, str]]]] = {}  # title -> (date, [(target, contexts)])
+
+    # Titles of events that arrive later: items point at them before they exist (and after
+    # they are gone), so links appear and vanish as their target comes and goes.
+    upcoming = [f"Event number {n} happens" for n in range(200)]
+    dated = {title: rng.choice(dates) for title in upcoming}
+
+    def new_title() -> str:
+        return upcoming.pop(rng.randrange(20))
+
+    def spelled(context: str) -> str:  # the same tag, spelled differently: its name can change
+        return context.upper() if rng.random() < 0.3 else context
+
+    def related() -> list[tuple[str, str]]:
+        targets = [*events, *upcoming[:20]]
+        return [
+            (rng.choice(targets), ", ".join(spelled(c) for c in rng.sample(contexts, rng.randint(0, 2))))
+            for _ in range(rng.randint(0, 3))
+        ]
+
+    for _ in range(40):
+        title = new_title()
+        events[title] = (dated[title], [])
+    for title in events:
+        events[title] = (events[title][0], related())
+
+    def write(root: Path) -> None:
+        files = {}
+        for title, (date, items) in events.items():
+            lines = []
+            for target, ctx in items:
+                lines.append(link(dated[target], target, ctx or None))
+            files[doc(date, title)[0]] = event_doc(date, title, related=tuple(lines))
+        write_archive(root / "in", files)
+
+    def build(root: Path) -> Path:
+        write(root)
+        stage_all(discover(root / "in"), root / "staging", TODAY, 100, 1)
+        normalize(root / "staging", root / "pub", root, storylines=rule)
+        return root / "pub"
+
+    def table(pub: Path, name: str) -> list[tuple]:
+        return duckdb.sql(f"SELECT * FROM read_parquet('{table_glob(pub, name)}') ORDER BY ALL").fetchall()
+
+    before = build(tmp_path / "step0")
+    assert table(before, "storylines"), "the random archive has storylines"
+    for step in range(1, 13):
+        for title in rng.sample(sorted(events), 3):  # removed (and may come back)
+            del events[title]
+            upcoming.insert(rng.randrange(20), title)
+        for _ in range(3):  # added
+            title = new_title()
+            events[title] = (dated[title], related())
+        for title in rng.sample(sorted(events), 4):  # related items edited
+            events[title] = (events[title][0], related())
+        after = build(tmp_path / f"step{step}")
+        full = {name: table(after, name) for name in ("event_storylines", "storylines")}
+        changed = duckdb.sql(
+            f"""SELECT event_id FROM (
+                (SELECT event_id, content_sha256 FROM read_parquet('{table_glob(before, "events")}')
+                 EXCEPT SELECT event_id, content_sha256 FROM read_parquet('{table_glob(after, "events")}'))
+                UNION ALL
+                (SELECT event_id, content_sha256 FROM read_parquet('{table_glob(after, "events")}')
+                 EXCEPT SELECT event_id, content_sha256 FROM read_parquet('{table_glob(before, "events")}')))"""
+        ).to_arrow_table()
+        shutil.rmtree(after / "event_storylines")
+        (after / "storylines" / "all.parquet").unlink()
+        con = duckdb.connect()
+        try:
+            con.register("changed_events", changed)
+            written, linked = write_storylines(
+                con, after, rule, PARQUET_OPTIONS, before, changed="changed_events"
+            )
+        finally:
+            con.close()
+        assert {name: table(after, name) for name in full} == full, f"step {step}"
+        assert len(written) + linked == len(list((after / "event_storylines").glob("*.parquet")))
+        before = after
+
+
+def test_an_event_that_arrives_joins_the_storyline_pointing_at_it_incrementally(tmp_path):
+    """An item of an unchanged event pointed at an event not yet in the archive: when that
+    event arrives, the link through the item's context appears although nothing that names
+    the context changed. The region recomputation must reach the pointing event's storyline."""
+    from pipeline.transform.normalize import PARQUET_OPTIONS
+    from pipeline.transform.storylines import write_storylines
+
+    before = tmp_path / "before"
+    write_archive(
+        before / "in",
+        dict(
+            [
+                doc("2014-06-21", "Z names the episode", link("2014-06-25", "Y arrives", "Some episode")),
+                doc(
+                    "2014-06-22", "W names it too", link("2014-06-21", "Z names the episode", "Some episode")
+                ),
+            ]
+        ),
+    )
+    assert len(storylines_of(before)) == 2
+    after = tmp_path / "after"
+    shutil.copytree(before / "in", after / "in")
+    write_archive(after / "in", dict([doc("2014-06-25", "Y arrives")]))
+    assert set(storylines_of(after)) == {"Z names the episode", "W names it too", "Y arrives"}
+    pub = after / "pub"
+    expected = duckdb.sql(
+        f"SELECT * FROM read_parquet('{table_glob(pub, 'event_storylines')}') ORDER BY ALL"
+    ).fetchall()
+    shutil.rmtree(pub / "event_storylines")
+    con = duckdb.connect()
+    try:
+        con.register("changed_events", pa.table({"event_id": ["2014-06-25/y-arrives"]}))
+        write_storylines(con, pub, DEFAULT_RULE, PARQUET_OPTIONS, before / "pub", changed="changed_events")
+    finally:
+        con.close()
+    rows = duckdb.sql(
+        f"SELECT * FROM read_parquet('{table_glob(pub, 'event_storylines')}') ORDER BY ALL"
+    ).fetchall()
+    assert rows == expected and len(rows) == 3
