@@ -168,6 +168,55 @@ def test_manifest_records_the_parser_that_staged_its_rows(tmp_path):
     assert not incremental.same_parser(path)
 
 
+def test_a_remembered_manifest_is_never_stale(tmp_path):
+    """A watcher keeps the last manifest in memory: what it returns is always the file's
+    content, through a rename into place, a replacement, an in-place truncation and removal."""
+    import os
+
+    import pyarrow as pa
+
+    from pipeline.transform import incremental
+
+    def manifest(*paths: str) -> pa.Table:
+        rows = [
+            {
+                "file_path": p,
+                "content_sha256": "x",
+                "size": 1,
+                "mtime_ns": 1,
+                "status": "parsed",
+                "reason": None,
+                "batch": "b",
+                "event_id": None,
+            }
+            for p in paths
+        ]
+        return pa.Table.from_pylist(rows, schema=incremental.MANIFEST_SCHEMA)
+
+    def files(path: Path) -> list[str]:
+        return incremental.read_manifest(path)["file_path"].to_pylist()
+
+    incremental.remember_manifests()
+    try:
+        committed, written = tmp_path / "manifest.parquet", tmp_path / "next.parquet"
+        incremental.write_manifest(manifest("a.md"), written, "run-1", "s", "c")
+        os.replace(written, committed)  # as a publish commits it
+        assert files(committed) == ["a.md"]
+        incremental.write_manifest(manifest("a.md", "b.md"), written, "run-2", "s", "c")
+        assert files(committed) == ["a.md"]  # the next one is not committed yet
+        os.replace(written, committed)
+        assert files(committed) == ["a.md", "b.md"]
+        incremental.write_manifest(manifest("c.md"), written, "run-3", "s", "c")
+        with open(committed, "r+b") as handle:  # damaged in place: read again, and refused
+            handle.truncate(100)
+        with pytest.raises(incremental.StateError):
+            incremental.read_manifest(committed)
+        committed.unlink()
+        assert files(committed) == []
+    finally:
+        incremental.remember_manifests(False)
+
+
 def test_a_new_parser_parses_every_file_again(prefect_server, tmp_path):
     """Rows staged by another release's parser are not kept: the next (incremental) run parses
     every file again and equals a full build, as if the old parser had read one title wrongly."""
