@@ -19,6 +19,7 @@ import pyarrow as pa
 from pipeline.core.cluster import DaskTarget, Pool, dask_pool
 from pipeline.core.config import OutputLayout, RunConfig
 from pipeline.core.faults import crash_point
+from pipeline.core.storage import save_parquet
 from pipeline.core.tables import row_count
 from pipeline.extract.discover import (
     discover_table,
@@ -182,7 +183,11 @@ def parse_changes(
             executor=pool.executor if pool else None,
         )
     crash_point("parse:all-batches")
-    manifest = incremental.next_manifest(files, todo, previous, layout.staging, [r.batch for r in results])
+    manifest, changes = incremental.next_manifest(
+        files, todo, previous, layout.staging, [r.batch for r in results]
+    )
+    if plan.base is not None:  # the incremental build's list of changed files
+        save_parquet(incremental.changes_path(next_manifest), changes)
     unchanged = (
         plan.base is not None and plan.checked and not broken and incremental.same_content(manifest, previous)
     )
@@ -192,7 +197,7 @@ def parse_changes(
     if unchanged:
         commit_manifest(layout, next_manifest)
     count = todo.num_rows
-    del files, previous, todo, manifest
+    del files, previous, todo, manifest, changes
     release_arrow_memory()
     return ParseInfo(count, unchanged, warnings)
 

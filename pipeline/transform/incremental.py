@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -261,46 +262,77 @@ def plan(
     if pc.any(again).as_py():  # an impossible size: these files are planned like edited ones
         size = pc.if_else(again, pa.scalar(-2, pa.int64()), previous["size"])
         previous = previous.set_column(previous.schema.get_field_index("size"), "size", size)
-    known = previous.select(["file_path", "size", "mtime_ns", "reason"]).rename_columns(
-        ["rel_path", "known_size", "known_mtime_ns", "known_reason"]
-    )
-    joined = listing.join(known, "rel_path", join_type="left outer")
-    todo = pc.or_kleene(
-        pc.or_kleene(
-            pc.is_null(joined["known_size"]),
-            pc.or_kleene(
-                pc.not_equal(joined["size"], joined["known_size"]),
-                pc.not_equal(joined["mtime_ns"], joined["known_mtime_ns"]),
-            ),
-        ),
-        pc.or_kleene(
-            pc.less(joined["size"], 0),
-            pc.fill_null(pc.is_in(joined["known_reason"], pa.array(sorted(RETRY_REASONS))), False),
-        ),
-    )
-    selected = joined.filter(pc.fill_null(todo, True)).select(listing.column_names).sort_by("rel_path")
+    known = previous.select(["file_path", "size", "mtime_ns", "reason"])
+    # DuckDB's hash join over the Arrow buffers: about 0.1 s for a million files (pyarrow's
+    # join took 0.6 s); only the row numbers of the files to parse come back.
+    with _duckdb() as con:
+        con.register("listing_rows", _numbered(listing.select(["rel_path", "size", "mtime_ns"])))
+        con.register("known", known)
+        rows = con.sql(
+            """SELECT l.row FROM listing_rows l LEFT JOIN known k ON k.file_path = l.rel_path
+               WHERE coalesce(k.file_path IS NULL OR k.size <> l.size OR k.mtime_ns <> l.mtime_ns
+                              OR l.size < 0 OR coalesce(list_contains($retry, k.reason), false), true)""",
+            params={"retry": sorted(RETRY_REASONS)},
+        ).to_arrow_table()
+    selected = listing.take(rows.column(0).combine_chunks()).sort_by("rel_path")
     return selected.replace_schema_metadata(listing.schema.metadata)
+
+
+def _duckdb() -> Any:
+    import duckdb
+
+    return duckdb.connect(config={"threads": min(4, os.cpu_count() or 1)})
+
+
+def _numbered(table: pa.Table) -> pa.Table:
+    """`table` with its row numbers as column `row` (a join's output order is not the input's)."""
+    return table.append_column("row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
 
 
 def next_manifest(
     listing: pa.Table, parsed: pa.Table, previous: pa.Table, staging: Path, batches: Sequence[str]
-) -> pa.Table:
-    """BuildBase entries of unchanged files plus this run's staged files; vanished files drop out."""
-    keep = pc.and_(
-        pc.is_in(previous["file_path"], listing["rel_path"]),
-        pc.invert(pc.is_in(previous["file_path"], parsed["rel_path"])),
-    )
+) -> tuple[pa.Table, pa.Table]:
+    """BuildBase entries of unchanged files plus this run's staged files; vanished files drop
+    out. Also the entries that differ from `previous` (file_path, old_event_id, new_event_id:
+    files gone, parsed again or new), so that the build need not join two whole manifests
+    to find them (0.75 s at a million files)."""
+    # The rows to drop (gone from the listing, or parsed again) by a join in DuckDB: 0.1 s
+    # for a million files, pyarrow's is_in 0.4 s.
+    with _duckdb() as con:
+        con.register("previous_paths", _numbered(previous.select(["file_path"])))
+        con.register("listed", listing.select(["rel_path"]))
+        con.register("parsed", parsed.select(["rel_path"]))
+        dropped = con.sql(
+            """SELECT row FROM previous_paths
+               WHERE file_path NOT IN (SELECT rel_path FROM listed)
+                  OR file_path IN (SELECT rel_path FROM parsed)"""
+        ).to_arrow_table()
+    keep = np.ones(previous.num_rows, dtype=bool)
+    keep[dropped.column(0).to_numpy()] = False
     kept = previous.filter(keep).replace_schema_metadata(None)
+    gone = previous.filter(np.logical_not(keep)).select(["file_path", "event_id"])
     fresh = [staging / f"stg_files-{b}.parquet" for b in batches]
-    if not fresh:
-        return kept
     columns = ["file_path", "content_sha256", "status", "reason", "batch", "event_id"]
-    staged = pa.concat_tables([pq.ParquetFile(path).read(columns=columns) for path in fresh])
+    staged = pa.concat_tables(
+        [MANIFEST_SCHEMA.empty_table().select(columns)]
+        + [pq.ParquetFile(path).read(columns=columns) for path in fresh]
+    )
+    changes = gone.rename_columns(["file_path", "old_event_id"]).join(
+        staged.select(["file_path", "event_id"]).rename_columns(["file_path", "new_event_id"]),
+        "file_path",
+        join_type="full outer",
+    )
     if staged.num_rows == 0:
-        return kept
+        return kept, changes
     stat = parsed.select(["rel_path", "size", "mtime_ns"]).rename_columns(["file_path", "size", "mtime_ns"])
     staged = staged.join(stat, "file_path", join_type="left outer")
-    return pa.concat_tables([kept, staged.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)])
+    return pa.concat_tables([kept, staged.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)]), changes
+
+
+def changes_path(manifest: Path) -> Path:
+    """Where a run keeps, beside its next manifest, the files whose entries differ from the
+    committed manifest's (`next_manifest`'s second result), for the incremental build."""
+    return manifest.with_name(manifest.stem + "-changes.parquet")
 
 
 def write_manifest(table: pa.Table, path: Path, run_id: str, expectations: str, code: str) -> None:

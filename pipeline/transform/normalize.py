@@ -36,6 +36,7 @@ from pipeline.core.tables import (
     write_parts,
 )
 from pipeline.parse.schema import STAGING
+from pipeline.transform.incremental import changes_path
 from pipeline.transform.storylines import DEFAULT_RULE, StorylineRule, write_storylines
 
 # Models keyed by event, in dependency order: each may read the staging views and the models
@@ -233,14 +234,21 @@ def _incremental(
     workers: int,
 ) -> NormalizeResult:
     old = previous.publication
-    con.execute(
-        f"""CREATE TABLE changed AS
-        SELECT coalesce(n.file_path, o.file_path) AS file_path,
-               o.event_id AS old_event_id, n.event_id AS new_event_id
-        FROM read_parquet({sql_literal(str(previous.manifest))}) o
-        FULL JOIN read_parquet({sql_literal(str(live_manifest))}) n ON n.file_path = o.file_path
-        WHERE o.batch IS DISTINCT FROM n.batch"""
-    )
+    listed = changes_path(live_manifest)  # written by the parse (the same rows, known there)
+    if listed.exists():
+        con.execute(
+            f"""CREATE TABLE changed AS SELECT file_path, old_event_id, new_event_id
+            FROM read_parquet({sql_literal(str(listed))})"""
+        )
+    else:
+        con.execute(
+            f"""CREATE TABLE changed AS
+            SELECT coalesce(n.file_path, o.file_path) AS file_path,
+                   o.event_id AS old_event_id, n.event_id AS new_event_id
+            FROM read_parquet({sql_literal(str(previous.manifest))}) o
+            FULL JOIN read_parquet({sql_literal(str(live_manifest))}) n ON n.file_path = o.file_path
+            WHERE o.batch IS DISTINCT FROM n.batch"""
+        )
     # Event ids whose winning file may differ: those any changed file had or has.
     con.execute(
         """CREATE TABLE affected AS
@@ -314,7 +322,7 @@ def _incremental(
     )
     _write_parts(con, publication, "files", file_parts, old, workers, keyed_by_file=True)
     linked += link_untouched(old, publication, "files", file_parts)
-    _write_tags(con, publication)
+    _write_tags(con, publication, old)
     _write_countries(con, publication)
     counts = con.execute(
         """SELECT count(*) FILTER (WHERE o.event_id IS NULL),
@@ -386,13 +394,52 @@ def _write_parts(
     crash_point(f"normalize:{name}")
 
 
-def _write_tags(con: duckdb.DuckDBPyConnection, publication: Path) -> None:
-    """`tags` from every part of event_tags and tag_spellings (a few columns of each)."""
+def _write_tags(con: duckdb.DuckDBPyConnection, publication: Path, old: Path | None = None) -> None:
+    """`tags` from every part of event_tags and tag_spellings (a few columns of each). With
+    `old` (the previous publication; `affected` holds the events whose rows were recomputed),
+    only the tags those events name, before or after, are recomputed: a tag's row depends on
+    the events naming it alone. The rest are the previous rows."""
     for name in ("events", "event_tags", "tag_spellings"):
         con.execute(
             f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(table_glob(publication, name))})"
         )
-    write_part(con, model_sql("tags"), part_path(publication, "tags", WHOLE), PARQUET_OPTIONS)
+    target = part_path(publication, "tags", WHOLE)
+    if old is None or not part_path(old, "tags", WHOLE).exists():
+        write_part(con, model_sql("tags"), target, PARQUET_OPTIONS)
+        crash_point("normalize:tags")
+        return
+    before = {
+        name: f"read_parquet({sql_literal(table_glob(old, name))})"
+        for name in ("event_tags", "tag_spellings")
+    }
+    con.execute(
+        f"""CREATE TABLE touched_tags AS
+        SELECT tag_id FROM event_tags SEMI JOIN affected USING (event_id)
+        UNION SELECT tag_id FROM {before["event_tags"]} SEMI JOIN affected USING (event_id)
+        UNION SELECT tag_id FROM tag_spellings SEMI JOIN affected USING (event_id)
+        UNION SELECT tag_id FROM {before["tag_spellings"]} SEMI JOIN affected USING (event_id)"""
+    )
+    con.execute("CREATE SCHEMA tag_scope")
+    for name in ("event_tags", "tag_spellings"):
+        con.execute(
+            f"CREATE VIEW tag_scope.{name} AS SELECT * FROM main.{name} SEMI JOIN main.touched_tags USING (tag_id)"
+        )
+    con.execute("SET search_path = 'tag_scope,main'")
+    try:
+        con.execute(f"CREATE TABLE main.fresh_tags AS {model_sql('tags')}")
+    finally:
+        con.execute("SET search_path = 'main'")
+    con.execute("DROP SCHEMA tag_scope CASCADE")
+    previous = sql_literal(str(part_path(old, "tags", WHOLE)))
+    write_part(
+        con,
+        f"""SELECT * FROM (SELECT * FROM read_parquet({previous}) ANTI JOIN touched_tags USING (tag_id)
+            UNION ALL SELECT * FROM fresh_tags) ORDER BY tag_id""",
+        target,
+        PARQUET_OPTIONS,
+    )
+    con.execute("DROP TABLE fresh_tags")
+    con.execute("DROP TABLE touched_tags")
     crash_point("normalize:tags")
 
 

@@ -158,16 +158,16 @@ def _changed_parts(con: duckdb.DuckDBPyConnection, previous: Path | None, old_pa
 # event holds only region events: so the region's components over its new links are its new
 # storylines, and every other row stays as it was. tests/transform/test_storylines.py holds
 # the result equal to the whole recomputation after random edits.
+# (Items pointing at a changed event from an unchanged one are the same rows before and
+# after, so the new table alone gives their tags: one scan of `related_event_id`, the only
+# column here that row-group statistics cannot narrow, 0.3 s at a million events.)
 _REGION_SQL = """
 CREATE OR REPLACE TABLE sl_tags AS
     SELECT tag_id FROM event_tags SEMI JOIN {changed} USING (event_id)
     UNION SELECT tag_id FROM old.event_tags SEMI JOIN {changed} USING (event_id)
-    UNION SELECT tag_id FROM relation_tags
-          WHERE event_id IN (SELECT event_id FROM {changed})
-             OR related_event_id IN (SELECT event_id FROM {changed})
-    UNION SELECT tag_id FROM old.relation_tags
-          WHERE event_id IN (SELECT event_id FROM {changed})
-             OR related_event_id IN (SELECT event_id FROM {changed});
+    UNION SELECT tag_id FROM relation_tags SEMI JOIN {changed} USING (event_id)
+    UNION SELECT tag_id FROM old.relation_tags SEMI JOIN {changed} USING (event_id)
+    UNION SELECT tag_id FROM relation_tags SEMI JOIN {changed} ON related_event_id = {changed}.event_id;
 """
 
 
