@@ -165,8 +165,7 @@ def update_listing(root: Path, known: pa.Table, changed: Sequence[str]) -> pa.Ta
     rows = pa.table(
         {
             "rel_path": kept["rel_path"],
-            "os_path": _odd_paths(root, kept["rel_path"]),
-            "bad_name": _bad_names(kept["rel_path"]),
+            **dict(zip(("os_path", "bad_name"), _escaped_names(root, kept["rel_path"]), strict=True)),
             "size": kept["size"],
             "mtime_ns": kept["mtime_ns"],
         },
@@ -177,37 +176,32 @@ def update_listing(root: Path, known: pa.Table, changed: Sequence[str]) -> pa.Ta
     return table.sort_by("rel_path").replace_schema_metadata({ROOT_KEY: os.fsencode(str(root))})
 
 
-def _odd_paths(root: Path, rel_paths: pa.ChunkedArray) -> pa.Array:
-    """The raw path of each escaped name (NULL for plain ones, opened as the root joined with
-    it). Only rows with a backslash leave Arrow: at a million files, the rest cost nothing."""
+def _escaped_names(root: Path, rel_paths: pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
+    """For known rows: the raw path of each escaped name (NULL for plain ones; opened as the
+    root joined with it) and whether the name is not UTF-8. Only rows with a backslash leave
+    Arrow: at a million plain names this is one substring scan (0.2 s)."""
     odd = pc.match_substring(rel_paths, "\\")
     if not pc.any(odd).as_py():
-        return pa.nulls(len(rel_paths), pa.binary())
-    base = os.fsencode(root)
-    flags = odd.to_pylist()
-    values = rel_paths.to_pylist()
-    return pa.array(
-        [os.path.join(base, walk.unescape(v)) if f else None for v, f in zip(values, flags, strict=True)],
-        pa.binary(),
-    )
-
-
-def _bad_names(rel_paths: pa.ChunkedArray) -> pa.Array:
-    odd = pc.match_substring(rel_paths, "\\")
-    if not pc.any(odd).as_py():
-        return pa.Array.from_buffers(
+        none = pa.Array.from_buffers(
             pa.bool_(), len(rel_paths), [None, pa.py_buffer(bytes(len(rel_paths) // 8 + 1))]
         )
-    flags = []
+        return pa.nulls(len(rel_paths), pa.binary()), none
+    base = os.fsencode(root)
+    paths: list[bytes | None] = []
+    bad: list[bool] = []
     for value, escaped in zip(rel_paths.to_pylist(), odd.to_pylist(), strict=True):
-        bad = False
-        if escaped:
-            try:
-                walk.unescape(value).decode("utf-8")
-            except UnicodeDecodeError:
-                bad = True
-        flags.append(bad)
-    return pa.array(flags, pa.bool_())
+        if not escaped:
+            paths.append(None)
+            bad.append(False)
+            continue
+        raw = walk.unescape(value)
+        paths.append(os.path.join(base, raw))
+        try:
+            raw.decode("utf-8")
+            bad.append(False)
+        except UnicodeDecodeError:
+            bad.append(True)
+    return pa.array(paths, pa.binary()), pa.array(bad, pa.bool_())
 
 
 class _Helper:
