@@ -123,7 +123,7 @@ DICTIONARY: dict[str, Entry] = {
     "storylines": Entry(
         "table",
         "One row per storyline: a connected group of two or more events linked through specific "
-        "contexts (see README, Storylines). Recomputed whole on every run.",
+        "contexts (see README, Storylines). An incremental run recomputes the storylines its changes can reach.",
         {
             "storyline_id": "first 16 hex digits of MD5 of the group's earliest event id (primary key)",
             "name": "the specific tag most of its events name (ties: smallest name)",

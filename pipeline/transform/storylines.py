@@ -18,10 +18,11 @@ names only broad contexts, or none, links nothing. Only groups of two or more ev
 are storylines; an event in none has no `event_storylines` row.
 
 The components are found with scipy's connected_components over the event-tag
-bipartite graph; storylines are recomputed whole on every run, since one new event
-can change whether a tag is specific (about 4 s of a 1M-event build, BENCHMARKS.md).
-An incremental run then writes only the year parts of `event_storylines` whose rows
-changed and hard-links the others, so that only those are validated again.
+bipartite graph (about 4 s of a 1M-event build, BENCHMARKS.md). An incremental build
+recomputes only the region its changed events can reach (`_write_region`: one new event
+can change whether a tag is specific, so the region takes in every event linked through
+the tags the changed rows name), then writes only the year parts of `event_storylines`
+whose rows changed and hard-links the others, so that only those are validated again.
 """
 
 from __future__ import annotations
