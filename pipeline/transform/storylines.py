@@ -175,7 +175,7 @@ CREATE OR REPLACE TABLE sl_tags AS
 def _specific(con: duckdb.DuckDBPyConnection, schema: str, tags: str, params: dict[str, int]) -> str:
     """The specific tags among those of table `tags`, by the tables in `schema` (main: the new
     publication, old: the previous one): the model run over those tags' rows alone."""
-    target = f"sl_specific_{schema}"
+    target = f"sl_specific_{schema}_{tags}"  # each result its own table
     con.execute("DROP SCHEMA IF EXISTS sl_scope CASCADE")
     con.execute("CREATE SCHEMA sl_scope")
     for name in ("event_tags", "relation_tags"):
