@@ -149,7 +149,8 @@ def record_changes(
     """Log the keys this publication changes against the current one; write its `changes` table."""
     layout = config.layout
     changes.record(layout, plan.current, run_id, rewritten)
-    table = changes.changes_table(layout, publishing=run_id)
+    base = layout.publication(plan.current) if plan.current else None
+    table = changes.changes_table(layout, publishing=run_id, base=base)
     save_parquet(part_path(publication, "changes", WHOLE), table)
     return table.num_rows
 

@@ -29,7 +29,7 @@ import pyarrow as pa
 from pipeline.core.config import OutputLayout
 from pipeline.core.sqltext import sql_list, sql_literal
 from pipeline.core.storage import save_json, save_parquet
-from pipeline.core.tables import PUBLISHED, TABLE, YEAR, part_path, parts
+from pipeline.core.tables import PUBLISHED, TABLE, WHOLE, YEAR, part_path, parts
 
 CHANGES_SCHEMA = pa.schema([("run_id", pa.string()), ("event_id", pa.string()), ("change", pa.string())])
 # Tables whose rows belong to an event (keyed by event_id): an event changed in any of them is
@@ -208,17 +208,41 @@ def _event_changes(
     ).cast(CHANGES_SCHEMA)
 
 
-def changes_table(layout: OutputLayout, publishing: str | None = None) -> pa.Table:
+def changes_table(layout: OutputLayout, publishing: str | None = None, base: Path | None = None) -> pa.Table:
     """The `changes` table: the event changes of every transition into a published run (and
     into `publishing`, the run being published), oldest first; a rollback's transition is not
-    a run's change and is left out."""
+    a run's change and is left out.
+
+    With `base` (the current publication, which `publishing` follows), when the transition
+    before this run's is the one that first made `base` current, base's own `changes` table
+    is that table up to it: only this run's rows are added, instead of reading every
+    transition again (the first alone lists every event: 0.3 s at a million)."""
     from pipeline.publish import runs
 
+    chain = transitions(layout)
+    if publishing and base is not None and len(chain) >= 2:
+        last, before = chain[-1], chain[-2]
+        stored = part_path(base, "changes", WHOLE)
+        if (
+            last.target == publishing
+            and before.target == base.name
+            and all(t.target not in (base.name, publishing) for t in chain[:-2])
+            and stored.exists()
+            and (last.folder / "events-changes.parquet").exists()
+        ):
+            import pyarrow.parquet as pq
+
+            return pa.concat_tables(
+                [
+                    pq.read_table(stored).cast(CHANGES_SCHEMA),
+                    pq.read_table(last.folder / "events-changes.parquet").cast(CHANGES_SCHEMA),
+                ]
+            )
     log = runs.read_log(layout.run_log).select(["run_id", "published"]).to_pylist()
     published = {row["run_id"] for row in log if row["published"]} | ({publishing} if publishing else set())
     tables = []
     seen: set[str] = set()
-    for transition in transitions(layout):
+    for transition in chain:
         if transition.target in published and transition.target not in seen:
             seen.add(transition.target)
             path = transition.folder / "events-changes.parquet"

@@ -206,3 +206,41 @@ def test_change_set_errors_are_one_line(prefect_server, tmp_path, capsys):
     assert code == 1 and "before the change log began" in err
     code, err = export_since(out, current, tmp_path / "z", capsys, fmt="duckdb")
     assert code == 1 and "parquet or csv" in err
+
+
+def test_the_changes_table_equals_the_whole_log_through_a_rollback(prefect_server, tmp_path):
+    """Each run's `changes` table is its predecessor's plus its own rows when it follows the
+    publication it started from (not every transition read again); after a rollback it is
+    built from the whole log. Either way it equals the log read whole."""
+    from flows.news_etl import news_etl
+    from pipeline.publish import changes
+    from pipeline.publish.catalog import rollback
+
+    archive = tmp_path / "archive"
+    shutil.copytree(SAMPLE, archive)
+    out = tmp_path / "out"
+    layout = OutputLayout(out)
+
+    def published_changes() -> list[tuple]:
+        con = duckdb.connect(str(out / "news.duckdb"), read_only=True)
+        try:
+            return con.execute("SELECT * FROM changes ORDER BY ALL").fetchall()
+        finally:
+            con.close()
+
+    def whole_log() -> list[tuple]:
+        return sorted(tuple(r.values()) for r in changes.changes_table(layout).to_pylist())
+
+    runs = []
+    for step in range(5):
+        if step == 3:
+            rollback(layout, runs[1])  # back over run 2: the next run reads the whole log
+        touch(
+            archive / f"news/2015/0{step + 1}/1/step-{step}.md",
+            event_doc(date=f"2015-0{step + 1}-01", title=f"Step {step}"),
+        )
+        result = news_etl(input=str(archive), output=str(out))
+        runs.append(result["run_id"])
+        assert published_changes() == whole_log(), step
+    # every published run's events, the run rolled back over included (as the log has them)
+    assert {row[0] for row in published_changes()} == set(runs)
