@@ -37,6 +37,7 @@ from pipeline.core.tables import (
 )
 from pipeline.parse.schema import STAGING
 from pipeline.transform.incremental import changes_path
+from pipeline.transform.scoped import scoped_model
 from pipeline.transform.storylines import DEFAULT_RULE, StorylineRule, write_storylines
 
 # Models keyed by event, in dependency order: each may read the staging views and the models
@@ -419,17 +420,15 @@ def _write_tags(con: duckdb.DuckDBPyConnection, publication: Path, old: Path | N
         UNION SELECT tag_id FROM tag_spellings SEMI JOIN affected USING (event_id)
         UNION SELECT tag_id FROM {before["tag_spellings"]} SEMI JOIN affected USING (event_id)"""
     )
-    con.execute("CREATE SCHEMA tag_scope")
-    for name in ("event_tags", "tag_spellings"):
-        con.execute(
-            f"CREATE VIEW tag_scope.{name} AS SELECT * FROM main.{name} SEMI JOIN main.touched_tags USING (tag_id)"
-        )
-    con.execute("SET search_path = 'tag_scope,main'")
-    try:
-        con.execute(f"CREATE TABLE main.fresh_tags AS {model_sql('tags')}")
-    finally:
-        con.execute("SET search_path = 'main'")
-    con.execute("DROP SCHEMA tag_scope CASCADE")
+    scoped_model(
+        con,
+        "tags",
+        "fresh_tags",
+        {
+            name: f"SELECT * FROM main.{name} SEMI JOIN main.touched_tags USING (tag_id)"
+            for name in ("event_tags", "tag_spellings")
+        },
+    )
     previous = sql_literal(str(part_path(old, "tags", WHOLE)))
     write_part(
         con,

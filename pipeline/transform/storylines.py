@@ -48,6 +48,7 @@ from pipeline.core.tables import (
     write_part,
     write_parts,
 )
+from pipeline.transform.scoped import scoped_model
 
 DEFAULT_RULE = StorylineRule()
 
@@ -106,16 +107,7 @@ def write_storylines(
     if WHOLE in old_parts:  # a publication of the layout before the split: nothing to reuse
         previous, old_parts = None, []
     written = _changed_parts(con, previous, old_parts)
-    (publication / "event_storylines").mkdir(parents=True, exist_ok=True)
-    jobs = [
-        (
-            f"SELECT * FROM fresh_event_storylines WHERE {part_filter(part)}",
-            part_path(publication, "event_storylines", part),
-        )
-        for part in written
-    ]
-    write_parts(con, jobs, parquet_options, workers)
-    linked = link_untouched(previous, publication, "event_storylines", written) if previous else 0
+    linked = _write_event_parts(con, publication, written, parquet_options, workers, previous)
     write_part(
         con, "SELECT * FROM fresh_storylines", part_path(publication, "storylines", WHOLE), parquet_options
     )
@@ -124,6 +116,28 @@ def write_storylines(
     con.execute("DROP TABLE specific_tags")
     crash_point("normalize:storylines")
     return written, linked
+
+
+def _write_event_parts(
+    con: duckdb.DuckDBPyConnection,
+    publication: Path,
+    written: list[str],
+    parquet_options: str,
+    workers: int,
+    previous: Path | None,
+) -> int:
+    """Write the `written` year parts of `event_storylines` from `fresh_event_storylines`, in
+    event order, and hard-link the previous publication's others; the number linked."""
+    (publication / "event_storylines").mkdir(parents=True, exist_ok=True)
+    jobs = [
+        (
+            f"SELECT * FROM fresh_event_storylines WHERE {part_filter(part)} ORDER BY event_id",
+            part_path(publication, "event_storylines", part),
+        )
+        for part in written
+    ]
+    write_parts(con, jobs, parquet_options, workers)
+    return link_untouched(previous, publication, "event_storylines", written) if previous else 0
 
 
 def _changed_parts(con: duckdb.DuckDBPyConnection, previous: Path | None, old_parts: list[str]) -> list[str]:
@@ -176,18 +190,11 @@ def _specific(con: duckdb.DuckDBPyConnection, schema: str, tags: str, params: di
     """The specific tags among those of table `tags`, by the tables in `schema` (main: the new
     publication, old: the previous one): the model run over those tags' rows alone."""
     target = f"sl_specific_{schema}_{tags}"  # each result its own table
-    con.execute("DROP SCHEMA IF EXISTS sl_scope CASCADE")
-    con.execute("CREATE SCHEMA sl_scope")
-    for name in ("event_tags", "relation_tags"):
-        con.execute(
-            f"CREATE OR REPLACE VIEW sl_scope.{name} AS SELECT * FROM {schema}.{name} SEMI JOIN {tags} USING (tag_id)"
-        )
-    con.execute("SET search_path = 'sl_scope,main'")
-    try:
-        con.execute(f"CREATE OR REPLACE TABLE main.{target} AS {model_sql('specific_tags')}", params)
-    finally:
-        con.execute("SET search_path = 'main'")
-    con.execute("DROP SCHEMA sl_scope CASCADE")
+    views = {
+        name: f"SELECT * FROM {schema}.{name} SEMI JOIN main.{tags} USING (tag_id)"
+        for name in ("event_tags", "relation_tags")
+    }
+    scoped_model(con, "specific_tags", target, views, params)
     return target
 
 
@@ -277,15 +284,15 @@ def _write_region(
         SELECT DISTINCT tag_id FROM event_tags SEMI JOIN sl_members USING (event_id)"""
     )
     member_specific = _specific(con, "main", "sl_member_tags", params)
-    con.execute("CREATE SCHEMA sl_scope")
-    con.execute("CREATE VIEW sl_scope.event_storylines AS SELECT * FROM main.sl_members")
-    con.execute(f"CREATE VIEW sl_scope.specific_tags AS SELECT * FROM main.{member_specific}")
-    con.execute("SET search_path = 'sl_scope,main'")
-    try:
-        con.execute(f"CREATE OR REPLACE TABLE main.sl_storylines AS {model_sql('storylines')}")
-    finally:
-        con.execute("SET search_path = 'main'")
-    con.execute("DROP SCHEMA sl_scope CASCADE")
+    scoped_model(
+        con,
+        "storylines",
+        "sl_storylines",
+        {
+            "event_storylines": "SELECT * FROM main.sl_members",
+            "specific_tags": f"SELECT * FROM main.{member_specific}",
+        },
+    )
     con.execute(
         """CREATE OR REPLACE TABLE fresh_storylines AS
         SELECT * FROM (
@@ -308,16 +315,7 @@ def _write_region(
         ).fetchall()
     )
     old_parts = set(parts(previous, "event_storylines"))
-    (publication / "event_storylines").mkdir(parents=True, exist_ok=True)
-    jobs = [
-        (
-            f"SELECT * FROM fresh_event_storylines WHERE {part_filter(part)} ORDER BY event_id",
-            part_path(publication, "event_storylines", part),
-        )
-        for part in written
-    ]
-    write_parts(con, jobs, parquet_options, workers)
-    linked = link_untouched(previous, publication, "event_storylines", written)
+    linked = _write_event_parts(con, publication, written, parquet_options, workers, previous)
     for part in sorted(old_parts | {NO_EVENT}):
         if not part_path(publication, "event_storylines", part).exists():  # not linked: none yet
             write_part(

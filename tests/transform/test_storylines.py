@@ -55,6 +55,13 @@ def storylines_of(root: Path, rule: StorylineRule = DEFAULT_RULE) -> dict[str, s
         con.close()
 
 
+def storyline_rows(pub: Path) -> list[tuple]:
+    """Every `event_storylines` row of a publication, sorted."""
+    return duckdb.sql(
+        f"SELECT * FROM read_parquet('{table_glob(pub, 'event_storylines')}') ORDER BY ALL"
+    ).fetchall()
+
+
 def iraq_archive(root: Path) -> Path:
     """Two episodes that both name Islamic State, which recurs from 2014 to 2017."""
     offensive = "2014 Northern Iraq offensive, Islamic State"
@@ -188,9 +195,7 @@ def test_an_incremental_build_rewrites_only_the_storyline_parts_that_changed(tmp
     pub = tmp_path / "after" / "pub"
 
     def rows() -> list[tuple]:
-        return duckdb.sql(
-            f"SELECT * FROM read_parquet('{table_glob(pub, 'event_storylines')}') ORDER BY ALL"
-        ).fetchall()
+        return storyline_rows(pub)
 
     full = rows()
     assert len(full) == 4
@@ -223,9 +228,7 @@ def test_a_publication_of_the_single_file_layout_is_not_reused(tmp_path):
         f"COPY (SELECT * FROM read_parquet('{table_glob(pub, 'event_storylines')}')) "
         f"TO '{old / 'event_storylines' / 'all.parquet'}' (FORMAT parquet)"
     )
-    expected = duckdb.sql(
-        f"SELECT * FROM read_parquet('{table_glob(pub, 'event_storylines')}') ORDER BY ALL"
-    ).fetchall()
+    expected = storyline_rows(pub)
     shutil.rmtree(pub / "event_storylines")
     con = duckdb.connect()
     try:
@@ -234,9 +237,7 @@ def test_a_publication_of_the_single_file_layout_is_not_reused(tmp_path):
         con.close()
     assert (written, linked) == (["2014", "2016", "2017", "none"], 0)
     assert not (pub / "event_storylines" / "all.parquet").exists()
-    rows = duckdb.sql(
-        f"SELECT * FROM read_parquet('{table_glob(pub, 'event_storylines')}') ORDER BY ALL"
-    ).fetchall()
+    rows = storyline_rows(pub)
     assert rows == expected and len(rows) == 5
 
 
@@ -359,9 +360,7 @@ def test_an_event_that_arrives_joins_the_storyline_pointing_at_it_incrementally(
     write_archive(after / "in", dict([doc("2014-06-25", "Y arrives")]))
     assert set(storylines_of(after)) == {"Z names the episode", "W names it too", "Y arrives"}
     pub = after / "pub"
-    expected = duckdb.sql(
-        f"SELECT * FROM read_parquet('{table_glob(pub, 'event_storylines')}') ORDER BY ALL"
-    ).fetchall()
+    expected = storyline_rows(pub)
     shutil.rmtree(pub / "event_storylines")
     con = duckdb.connect()
     try:
@@ -369,7 +368,5 @@ def test_an_event_that_arrives_joins_the_storyline_pointing_at_it_incrementally(
         write_storylines(con, pub, DEFAULT_RULE, PARQUET_OPTIONS, before / "pub", changed="changed_events")
     finally:
         con.close()
-    rows = duckdb.sql(
-        f"SELECT * FROM read_parquet('{table_glob(pub, 'event_storylines')}') ORDER BY ALL"
-    ).fetchall()
+    rows = storyline_rows(pub)
     assert rows == expected and len(rows) == 3
