@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,19 +59,37 @@ def log_folder(layout: OutputLayout) -> Path:
     return layout.state / "changes"
 
 
+# Transitions read before, by their meta.json's identity: a watcher records one per batch and
+# reads them all in each, so a week of batches would otherwise parse ten thousand files per
+# batch. A meta.json is written once (atomically: a new inode), so its identity names its content.
+_read: dict[str, dict[tuple[str, int, int, int], Transition]] = {}
+
+
 def transitions(layout: OutputLayout) -> list[Transition]:
     """Every recorded transition, oldest first."""
     folder = log_folder(layout)
     found = []
+    known = _read.get(str(folder), {})
+    seen: dict[tuple[str, int, int, int], Transition] = {}
     if folder.is_dir():
         for entry in folder.iterdir():
             meta = entry / "meta.json"
-            if not entry.name.isdigit() or not meta.is_file():
+            try:
+                st = meta.stat()
+            except OSError:
+                st = None
+            if not entry.name.isdigit() or st is None or not stat.S_ISREG(st.st_mode):
                 continue  # a transition being written, or killed before its meta: not recorded
-            value = json.loads(meta.read_text(encoding="utf-8"))
-            found.append(
-                Transition(int(entry.name), entry, value["from"], value["to"], value["at"], value["parts"])
-            )
+            key = (str(meta), st.st_dev, st.st_ino, st.st_mtime_ns)
+            transition = known.get(key)
+            if transition is None:
+                value = json.loads(meta.read_text(encoding="utf-8"))
+                transition = Transition(
+                    int(entry.name), entry, value["from"], value["to"], value["at"], value["parts"]
+                )
+            seen[key] = transition
+            found.append(transition)
+    _read[str(folder)] = seen  # only what is there now: forgotten transitions go
     return sorted(found, key=lambda t: t.seq)
 
 

@@ -103,3 +103,28 @@ def test_a_reader_holding_the_old_catalog_keeps_a_complete_view(tmp_path):
     )
     assert fresh.stdout.strip() == "1"
     reader.close()
+
+
+def test_the_change_log_is_read_again_where_it_changed(tmp_path):
+    """Transitions are remembered between reads (a watcher reads them all each batch), but a
+    transition forgotten and recorded again under the same number, or removed, is seen as it
+    is now."""
+    from pipeline.core.storage import save_json
+    from pipeline.publish import changes
+
+    layout = OutputLayout(tmp_path / "out")
+    folder = changes.log_folder(layout)
+
+    def write(seq: int, target: str) -> None:
+        (folder / f"{seq:09d}").mkdir(parents=True, exist_ok=True)
+        save_json(folder / f"{seq:09d}" / "meta.json", {"from": None, "to": target, "at": "t", "parts": {}})
+
+    write(1, "run-a")
+    write(2, "run-b")
+    assert [t.target for t in changes.transitions(layout)] == ["run-a", "run-b"]
+    shutil.rmtree(folder / f"{2:09d}")  # forgotten (a publish that failed)
+    assert [t.target for t in changes.transitions(layout)] == ["run-a"]
+    write(2, "run-c")  # the next transition takes its number
+    assert [t.target for t in changes.transitions(layout)] == ["run-a", "run-c"]
+    (folder / f"{3:09d}").mkdir()  # being written: no meta yet
+    assert [t.target for t in changes.transitions(layout)] == ["run-a", "run-c"]
