@@ -184,9 +184,9 @@ def parse_changes(
         )
     crash_point("parse:all-batches")
     manifest, changes = incremental.next_manifest(
-        files, todo, previous, layout.staging, [r.batch for r in results]
+        files, todo, previous, layout.staging, [r.batch for r in results], with_changes=plan.base is not None
     )
-    if plan.base is not None:  # the incremental build's list of changed files
+    if changes is not None:  # the incremental build's list of changed files
         save_parquet(incremental.changes_path(next_manifest), changes)
     unchanged = (
         plan.base is not None and plan.checked and not broken and incremental.same_content(manifest, previous)

@@ -290,12 +290,18 @@ def _numbered(table: pa.Table) -> pa.Table:
 
 
 def next_manifest(
-    listing: pa.Table, parsed: pa.Table, previous: pa.Table, staging: Path, batches: Sequence[str]
-) -> tuple[pa.Table, pa.Table]:
+    listing: pa.Table,
+    parsed: pa.Table,
+    previous: pa.Table,
+    staging: Path,
+    batches: Sequence[str],
+    with_changes: bool = True,
+) -> tuple[pa.Table, pa.Table | None]:
     """BuildBase entries of unchanged files plus this run's staged files; vanished files drop
-    out. Also the entries that differ from `previous` (file_path, old_event_id, new_event_id:
-    files gone, parsed again or new), so that the build need not join two whole manifests
-    to find them (0.75 s at a million files)."""
+    out. With `with_changes`, also the entries that differ from `previous` (file_path,
+    old_event_id, new_event_id: files gone, parsed again or new), so that an incremental build
+    need not join two whole manifests to find them (0.75 s at a million files); a full build
+    does not ask (its list would be every file)."""
     # The rows to drop (gone from the listing, or parsed again) by a join in DuckDB: 0.1 s
     # for a million files, pyarrow's is_in 0.4 s.
     with _duckdb() as con:
@@ -317,10 +323,14 @@ def next_manifest(
         [MANIFEST_SCHEMA.empty_table().select(columns)]
         + [pq.ParquetFile(path).read(columns=columns) for path in fresh]
     )
-    changes = gone.rename_columns(["file_path", "old_event_id"]).join(
-        staged.select(["file_path", "event_id"]).rename_columns(["file_path", "new_event_id"]),
-        "file_path",
-        join_type="full outer",
+    changes = (
+        gone.rename_columns(["file_path", "old_event_id"]).join(
+            staged.select(["file_path", "event_id"]).rename_columns(["file_path", "new_event_id"]),
+            "file_path",
+            join_type="full outer",
+        )
+        if with_changes
+        else None
     )
     if staged.num_rows == 0:
         return kept, changes
