@@ -48,7 +48,17 @@ class _Around:
         self.text, self.start, self.end, self.following = text, start, end, following
 
     def before(self) -> str:
-        words = TOKEN.findall(self.text, max(0, self.start - BEFORE), self.start)
+        """The last word in the BEFORE characters before the match. A word holds no
+        whitespace, so splitting starts afresh after a space: the words after the last
+        space are the window's last words, and most matches ("in Fallujah") need only
+        those few characters split rather than all eighty."""
+        low = max(0, self.start - BEFORE)
+        space = self.text.rfind(" ", low, self.start - 1) if self.start > 1 else -1
+        if space >= 0:
+            words = TOKEN.findall(self.text, space + 1, self.start)
+            if words:
+                return words[-1]
+        words = TOKEN.findall(self.text, low, self.start)
         return words[-1] if words else ""
 
     def after(self) -> str:

@@ -9,8 +9,8 @@ import pytest
 
 from pipeline.places import event_places
 from pipeline.places.evaluate import load, score
-from pipeline.places.gazetteer import countries_table, gazetteer
-from pipeline.places.match import _scan, _scan_words, mentions
+from pipeline.places.gazetteer import TOKEN, countries_table, gazetteer
+from pipeline.places.match import BEFORE, _Around, _scan, _scan_words, mentions
 
 HERE = Path(__file__).parent
 
@@ -137,3 +137,20 @@ def test_a_stale_shipped_gazetteer_is_not_used(tmp_path, monkeypatch):
         assert "Atlantis" not in names and "Iraq" in names
     finally:
         gz.derived.cache_clear()
+
+
+def test_the_word_before_a_match_is_the_last_word_of_its_window():
+    """`_Around.before` splits only the words after the last space; the answer is the last
+    word of the whole window, at every position of texts with punctuation, double spaces,
+    abbreviations and joined words."""
+    texts = [
+        *EDGES,
+        "in  (Fallujah) and\tBaghdad — U.S. forces; al-Qa'im's  O'Neill Jones",
+        " x",
+        "",
+        "word" * 30 + " Paris",
+    ]
+    for text in texts:
+        for start in range(len(text) + 1):
+            window = TOKEN.findall(text, max(0, start - BEFORE), start)
+            assert _Around(text, start, start, None).before() == (window[-1] if window else ""), (text, start)
