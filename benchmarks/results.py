@@ -48,6 +48,21 @@ def commit() -> str:
         return "unknown"
 
 
+def generator() -> int:
+    """The synthetic generator's version: archives of two versions differ in shape (v3 took
+    the portal's counts of summaries, sources and related items), so a result names it."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from pipeline.synthetic.generate import VERSION
+
+    return VERSION
+
+
+def archive(record: dict[str, Any]) -> str:
+    """The suffix naming the archive's generator (results saved before it was recorded: v2)."""
+    return f", generator v{record.get('generator', 2)}"
+
+
 def save(kind: str, size: int, command: str, values: dict[str, Any]) -> Path:
     """Write one result file (kind: `run`, `breakdown`, ...) and regenerate BENCHMARKS.md."""
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -58,6 +73,7 @@ def save(kind: str, size: int, command: str, values: dict[str, Any]) -> Path:
         "size": size,
         "date": f"{now:%Y-%m-%d %H:%M} UTC",
         "commit": commit(),
+        "generator": generator(),
         "machine": machine(),
         "command": command,
         "values": values,
@@ -251,7 +267,11 @@ def render(results: dict[tuple[str, int], dict[str, Any]]) -> str:
     for target in TARGETS:
         measured, status = target.check(results)
         record = results.get((target.kind, target.size))
-        source = f"`{record['command']}` ({record['date']}, {record['commit']})" if record else "—"
+        source = (
+            f"`{record['command']}` ({record['date']}, {record['commit']}{archive(record)})"
+            if record
+            else "—"
+        )
         limit = f"{'≤' if target.at_most else '≥'} {target.limit:g} {target.unit}"
         lines.append(f"| {target.text} | {limit} | {measured} | {status or '—'} | {source} |")
     for (kind, size), record in sorted(results.items(), key=lambda item: (item[0][1], item[0][0])):
@@ -259,7 +279,7 @@ def render(results: dict[tuple[str, int], dict[str, Any]]) -> str:
             "",
             f"## {kind}: {size:,} events",
             "",
-            f"{record['date']}, commit {record['commit']}, {record['machine']}.",
+            f"{record['date']}, commit {record['commit']}{archive(record)}, {record['machine']}.",
             f"Command: `{record['command']}`",
             "",
             "| measure | value |",

@@ -1,13 +1,20 @@
 """A realistic synthetic archive, deterministic for a seed.
 
-Shaped like the real portal: about 15 events a day (up to 60) from 2004 on,
-1-3 sources from a few hundred publishers with name variants and public
-suffixes such as .co.uk and .com.au, about 30% cover images, 0-10 related
-items drawn from the same story, contexts from a long-tailed vocabulary of
-thousands of story names (episodes active for months of one year, and themes
-that recur every year) plus broad ones (countries), titles of 40-300
-characters with non-ASCII text. Optionally a share of malformed files of every
-kind the contract rejects or quarantines.
+Shaped like the real portal, by the counts it is known to have (one fact per
+constant below): about 15 events a day (up to 60) from 2004 on, three in four
+events with no summary, 1.25 sources per event from a few hundred publishers
+with name variants and public suffixes such as .co.uk and .com.au, about 30%
+cover images, 3.3 related items per event drawn from the same story, contexts
+from a long-tailed vocabulary of thousands of story names (episodes active for
+months of one year, and themes that recur every year) plus broad ones
+(countries), titles mostly of 40-300 characters with non-ASCII text, a few
+under 10 and a very few over 400. Optionally a share of malformed files of
+every kind the contract rejects or quarantines.
+
+The shape matters beyond realism: what a step costs per event (the place scan
+reads titles and summaries; normalize and validate grow with sources and
+related items) is measured on these archives, so a count far from the portal's
+misstates every benchmark.
 
 `documents()` yields each file with what the pipeline should make of it, so
 tests can compare generator and pipeline exactly; `generate()` writes them.
@@ -29,7 +36,18 @@ from pipeline.parse.ids import make_event_id, slugify
 START = dt.date(2004, 1, 1)
 # Bumped whenever the same seed yields a different archive (benchmarks cache archives by it).
 # 2: stories live in time (episodes of a year, themes), unresolved targets near the event.
-VERSION = 2
+# 3: the portal's counts: summaries, sources and related items per event, very short and
+#    very long titles, about 8,800 distinct contexts in 110,000 events.
+VERSION = 3
+
+# The portal's counts (the developers' guide, measured on 110,000 real events).
+SUMMARY_SHARE = 0.24  # ~76% of events are one sentence: no summary
+SHORT_TITLE_SHARE = 0.014  # titles under 10 characters
+LONG_TITLE_SHARE = 0.001  # titles over 400 characters
+SOURCE_COUNTS, SOURCE_WEIGHTS = (1, 2, 3), (78, 19, 3)  # 1.25 per event
+RELATED_COUNTS = (0, 1, 1, 2, 2, 3, 3, 4, 5, 6, 9)  # 3.3 per event
+STORY_PLACES = 66  # episode stories per year and kind: ~8,700 distinct tags in 110,000 events
+SHORT_TITLES = ("Coup.", "Quake.", "Floods.", "Truce.", "Riots.", "Strike.", "Vote.", "Storm.", "Blast.")
 
 # The vocabulary: places, countries, subjects, verbs, tails of titles, story kinds, paper
 # names, public suffixes and real publishers (name variants, hosts), kept as data.
@@ -161,7 +179,8 @@ class _Skeleton:
 
 
 def _story_names(rng: random.Random) -> list[str]:
-    names = {f"{y} {p} {k}" for y in range(2004, 2027) for p in PLACES[:40] for k in KINDS[:6]}
+    places = [p for p in PLACES if ", " not in p][:STORY_PLACES]  # a context holds no ", D.C."
+    names = {f"{y} {p} {k}" for y in range(2004, 2027) for p in places for k in KINDS[:6]}
     names.update(f"{c} {k}" for c in COUNTRIES for k in KINDS)
     ordered = sorted(names)
     rng.shuffle(ordered)
@@ -169,6 +188,9 @@ def _story_names(rng: random.Random) -> list[str]:
 
 
 def _title(rng: random.Random, story: str) -> str:
+    shape = rng.random()
+    if shape < SHORT_TITLE_SHARE:
+        return rng.choice(SHORT_TITLES)
     place = rng.choice(PLACES)
     tail = rng.choice(TAILS).format(
         n=rng.randint(2, 999), m=rng.randint(2, 99), y=rng.randint(1950, 2020), p=rng.choice(PLACES)
@@ -182,6 +204,12 @@ def _title(rng: random.Random, story: str) -> str:
         )
     if rng.random() < 0.05:
         title += f" [{rng.choice(KINDS)}]"
+    if shape > 1 - LONG_TITLE_SHARE:  # a whole paragraph as one event
+        while len(title) <= 400:
+            title += (
+                f"; {rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(PLACES)} as the {story} goes on"
+            )
+        return title + "."
     return title[:299].rstrip() + "."
 
 
@@ -254,13 +282,13 @@ def documents(
         summary = (
             f"Reports from {place} describe the situation as [{story}](https://en.wikipedia.org/wiki/"
             f"{story.replace(' ', '_')}) continues.  Local  officials\tgive updates."
-            if rng.random() < 0.7
+            if rng.random() < SUMMARY_SHARE
             else ""
         )
         if summary and rng.random() < 0.3:
             summary += f"\n\nA second paragraph about {rng.choice(COUNTRIES)}."
         source_lines, sources = [], []
-        for _ in range(rng.choice((1, 1, 2, 2, 2, 3))):
+        for _ in range(rng.choices(SOURCE_COUNTS, SOURCE_WEIGHTS)[0]):
             pub = rng.choice(pubs)
             name, url = rng.choice(pub.names), _url(rng, pub, date, slug)
             sources.append((name, url))
@@ -276,11 +304,11 @@ def documents(
         related_lines: list[str] = []
         relations: list[tuple[str, str, dt.date, tuple[str, ...]]] = []
         peers = by_story[sk.stories[i]]
-        for position in range(rng.choice((0, 1, 2, 2, 3, 3, 4, 5, 6, 8, 10))):
+        for position in range(rng.choice(RELATED_COUNTS)):
             if len(peers) > 1 and rng.random() < 0.85:
                 j = peers[rng.randrange(len(peers))]
-                if j == i:
-                    continue
+                while j == i:  # not itself: every drawn item is a related event
+                    j = peers[rng.randrange(len(peers))]
                 rdate, rtitle = sk.dates[j], sk.titles[j]
             else:  # a target outside the archive (unresolved), from around the same time
                 rdate = min(today, max(START, date + dt.timedelta(days=rng.randint(-90, 90))))

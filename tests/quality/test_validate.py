@@ -135,7 +135,7 @@ def _calibration_publication(tmp_path: Path, events: int, edit: str, rejected: i
 
 
 REAL_LIKE = """SELECT * REPLACE (
-    CASE WHEN n % 100 < 76 THEN '' ELSE summary END AS summary,
+    CASE WHEN n % 100 < 76 THEN '' ELSE coalesce(nullif(summary, ''), 'Officials give updates.') END AS summary,
     CASE WHEN n % 1000 < 14 THEN 'Quake.' WHEN n % 1000 = 500 THEN repeat('Long headline ', 40) ELSE title END AS title)
 FROM events"""
 
