@@ -94,6 +94,49 @@ def test_tag_cooccurrence(catalog):
     assert catalog.execute("SELECT count(*) FROM tag_cooccurrence WHERE tag_a >= tag_b").fetchone() == (0,)
 
 
+def test_country_timeline(catalog):
+    """Ukraine: Crimea (2014-03), MH17 near Donetsk (2014-07), Minsk II (2015-02), the
+    invasion (2022-02); one event each. Every (event, country) row is counted once."""
+    rows = catalog.execute(
+        "SELECT name, month, events FROM country_timeline WHERE country_code = 'UA' ORDER BY month"
+    ).fetchall()
+    assert rows == [
+        ("Ukraine", D(2014, 3, 1), 1),
+        ("Ukraine", D(2014, 7, 1), 1),
+        ("Ukraine", D(2015, 2, 1), 1),
+        ("Ukraine", D(2022, 2, 1), 1),
+    ]
+    assert (
+        catalog.execute("SELECT sum(events) FROM country_timeline").fetchone()
+        == catalog.execute("SELECT count(*) FROM event_places").fetchone()
+    )
+
+
+def test_country_pairs(catalog):
+    """Russia and Ukraine share three events (Crimea, Minsk II, the invasion); Minsk II's four
+    leaders make six pairs; Liberia and Sierra Leone two (the 2014 Ebola emergency, whose
+    summary names Guinea, Liberia, Sierra Leone and Nigeria, and the 2016 end of the
+    epidemic); MH370 (Kuala Lumpur to Beijing) and the Brussels bombings with their
+    Paris-attacks context one each."""
+    top = catalog.execute("SELECT country_a, country_b, events FROM country_pairs LIMIT 1").fetchall()
+    assert top == [("RU", "UA", 3)]
+    pairs = dict(
+        ((a, b), n)
+        for a, b, n in catalog.execute("SELECT country_a, country_b, events FROM country_pairs").fetchall()
+    )
+    for pair in [("DE", "FR"), ("DE", "RU"), ("DE", "UA"), ("FR", "RU"), ("FR", "UA")]:
+        assert pairs[pair] == 1, pair
+    assert pairs[("LR", "SL")] == 2
+    assert pairs[("GN", "NG")] == pairs[("CN", "MY")] == pairs[("BE", "FR")] == 1
+    assert catalog.execute("SELECT count(*) FROM country_pairs WHERE country_a >= country_b").fetchone() == (
+        0,
+    )
+    names = catalog.execute(
+        "SELECT name_a, name_b FROM country_pairs WHERE country_a = 'RU' AND country_b = 'UA'"
+    )
+    assert names.fetchone() == ("Russia", "Ukraine")
+
+
 def test_the_data_dictionary_matches_the_catalog_and_the_readme(catalog):
     from pipeline.publish.dictionary import DICTIONARY, markdown
     from tests.conftest import REPO
