@@ -319,7 +319,8 @@ class _Columns:
     def places(self) -> None:
         """The countries each event of the batch mentions. Found in one pass over the batch's
         texts after parsing it, not event by event between parses: the scan's regex and
-        dictionaries stay in the CPU's caches (a third less time per event at 1M events)."""
+        dictionaries stay in the CPU's caches (staging 40,000 files in one process: 106.5 -> 96.3 us
+        per file, about 40% of what places cost the parse)."""
         p = self.cols["stg_places"]
         paths, codes, found, matched = p["file_path"], p["country_code"], p["found_in"], p["matched"]
         for path, title, summary, contexts in self.texts:
