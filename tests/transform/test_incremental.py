@@ -217,6 +217,43 @@ def test_a_remembered_manifest_is_never_stale(tmp_path):
         incremental.remember_manifests(False)
 
 
+def test_a_run_reads_its_manifest_once_and_does_not_hold_it(tmp_path, monkeypatch):
+    """The state check's read is handed to the parse's (one read per run, not two), and then
+    let go: a third read goes to the file again, and a manifest replaced meanwhile is read anew."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.transform import incremental
+
+    reads: list[str] = []
+    real = pq.ParquetFile
+
+    def counting(path, *args, **kwargs):
+        reads.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "ParquetFile", counting)
+
+    def manifest(*paths: str) -> pa.Table:
+        row = {"size": 1, "mtime_ns": 1, "status": "parsed", "reason": None, "batch": "b", "event_id": None}
+        rows = [{"file_path": p, "content_sha256": "x", **row} for p in paths]
+        return pa.Table.from_pylist(rows, schema=incremental.MANIFEST_SCHEMA)
+
+    committed, written = tmp_path / "manifest.parquet", tmp_path / "next.parquet"
+    incremental.write_manifest(manifest("a.md"), written, "run-1", "s", "c")
+    os.replace(written, committed)
+    assert incremental.check_manifest(committed) is None
+    assert incremental.read_manifest(committed)["file_path"].to_pylist() == ["a.md"]
+    assert len(reads) == 1  # the parse took the check's table
+    assert incremental.read_manifest(committed)["file_path"].to_pylist() == ["a.md"]
+    assert len(reads) == 2  # not held after that read
+    assert incremental.check_manifest(committed) is None
+    incremental.write_manifest(manifest("a.md", "b.md"), written, "run-2", "s", "c")
+    os.replace(written, committed)  # replaced between the check and the parse
+    assert incremental.read_manifest(committed)["file_path"].to_pylist() == ["a.md", "b.md"]
+    assert len(reads) == 4
+
+
 def test_a_new_parser_parses_every_file_again(prefect_server, tmp_path):
     """Rows staged by another release's parser are not kept: the next (incremental) run parses
     every file again and equals a full build, as if the old parser had read one title wrongly."""
