@@ -515,3 +515,28 @@ def test_an_incremental_check_of_a_whole_table_checks_the_rows_that_changed(clea
         "SELECT * REPLACE (CASE WHEN row_number() OVER () = 1 THEN event_count + 5 ELSE event_count END AS event_count) FROM p"
     )
     assert tags_failures("SELECT * FROM p") == set()
+
+
+def test_chunks_hold_as_many_batches_as_fit_the_byte_budget():
+    """Narrow frames get more rows per Great Expectations run for the same memory; a batch
+    larger than the budget is a chunk alone; every chunk is one contiguous piece per column."""
+    import pyarrow as pa
+
+    from pipeline.quality.validate import _chunks
+
+    def batches(*sizes: int) -> list[pa.RecordBatch]:
+        start = 0
+        out = []
+        for n in sizes:
+            out.append(pa.record_batch({"x": pa.array(range(start, start + n), pa.int64())}))
+            start += n
+        return out
+
+    narrow = batches(100, 100, 100, 100, 0, 100)  # 800 bytes each
+    chunks = list(_chunks(iter(narrow), rows=10**9, max_bytes=2_000))
+    assert [c.num_rows for c in chunks] == [200, 200, 100]
+    assert all(c.column("x").num_chunks == 1 for c in chunks)
+    assert pa.concat_tables(chunks).column("x").to_pylist() == list(range(500))
+    wide = batches(1_000, 10, 10)  # 8,000 bytes: over the budget alone
+    assert [c.num_rows for c in _chunks(iter(wide), rows=10**9, max_bytes=2_000)] == [1_000, 20]
+    assert [c.num_rows for c in _chunks(iter(narrow), rows=250)] == [200, 200, 100]  # by rows
