@@ -10,11 +10,12 @@ import re
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-# Imported with this module, not on first use: imported lazily (in the parse, while the
-# validation warm-up thread imports Great Expectations), it printed urllib3's SOCKS
-# DependencyWarning on a run's stderr, which requests normally silences with a global filter
-# (caught by tests/e2e/test_operations.py, session 14). The eager import costs a run with
-# nothing to parse about 0.08 s.
+# Imported with this module, not on first use: imported lazily (during the parse), it printed
+# urllib3's SOCKS DependencyWarning on a run's stderr, which requests normally silences with a
+# global warnings filter (caught by tests/e2e/test_operations.py, session 14; most likely
+# another thread, such as the validation warm-up importing Great Expectations, had swapped the
+# filters at that moment: not confirmed). The eager import costs a run with nothing to parse
+# about 0.08 s.
 import tldextract
 
 _WEB_URL = re.compile(r"^[Hh][Tt][Tt][Pp][Ss]?://\S+$")
