@@ -75,14 +75,19 @@ def _scan(text: str) -> tuple[Found, ...]:
     g = gazetteer()
     if ABBREVIATION_THEN_WORD.search(text):
         return _scan_words(text)
-    first, names, follows, conditional = g.first, g.names, g.follows, g.conditional
+    first, names, follows, conditional, plain = g.first, g.names, g.follows, g.conditional, g.plain
     found: dict[str, str] = {}
     consumed = 0
     for m in g.starts.finditer(text):
-        start = m.start()
-        if start < consumed:
+        if m.start() < consumed:
             continue
         word = m.group()
+        code = plain.get(word)
+        if code is not None:  # a one-word name, nothing to decide (it consumes only itself)
+            if code not in found:
+                found[code] = word
+            continue
+        start = m.start()
         lengths = first.get(word)
         if not lengths:
             head, _, tail = word.partition("-")  # "British-flagged", "Greek-owned", "US-led"
@@ -219,15 +224,14 @@ def _as_language(g: Gazetteer, around: _Around) -> bool:
 def event_places(title: str, summary: str | None, contexts: Iterable[str]) -> list[tuple[str, str, str]]:
     """(country code, where, matched) for each country an event mentions: its title, its
     summary or a context of its own Related items; the first place found is the evidence."""
-    seen: dict[str, tuple[str, str]] = {}
-    for where, texts, scan in (
-        ("title", (title,), _scan),
-        ("summary", (summary,), _scan),
-        ("context", contexts, _mentions),  # contexts repeat: cached
-    ):
-        for text in texts:
-            if text:
-                for code, matched in scan(text):
-                    if code not in seen:
-                        seen[code] = (where, matched)
+    seen = {code: ("title", matched) for code, matched in _scan(title)} if title else {}
+    if summary:
+        for code, matched in _scan(summary):
+            if code not in seen:
+                seen[code] = ("summary", matched)
+    for context in contexts:
+        if context:
+            for code, matched in _mentions(context):  # contexts repeat: cached
+                if code not in seen:
+                    seen[code] = ("context", matched)
     return [(code, where, matched) for code, (where, matched) in seen.items()]
