@@ -99,9 +99,13 @@ def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
     return table
 
 
-def _connect() -> duckdb.DuckDBPyConnection:
+def _connect(spill: Path) -> duckdb.DuckDBPyConnection:
+    """1 GB of memory, spilling inside the output (DuckDB's default is `.tmp` in the working
+    directory: outside the output, and maybe not writable)."""
+    spill.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(config={"threads": 2, "memory_limit": "1GB"})
     con.execute("SET enable_progress_bar = false")
+    con.execute(f"SET temp_directory = {sql_literal(str(spill))}")
     return con
 
 
@@ -149,7 +153,8 @@ def record(
     entry = folder / f"{seq:09d}"
     entry.mkdir(exist_ok=True)
     touched: dict[str, list[str] | None] = {}
-    con = _connect()
+    spill = layout.work / f"changes-{seq:09d}"
+    con = _connect(spill)
     try:
         # The first publication's keys are never read (a change set starts after a run's
         # transition, and nothing comes before the first): only its events are listed.
@@ -157,19 +162,7 @@ def record(
             spec = TABLE[table]
             names = None if rewritten is None or spec.layout != YEAR else rewritten.get(table)
             touched[table] = names
-            old_files, new_files = _part_files(old, table, names), _part_files(new, table, names)
-            old_cols, new_cols = _columns(con, old_files), _columns(con, new_files)
-            key = list(spec.key)
-            if old_cols and new_cols and old_cols != new_cols:  # another release's columns: all of it
-                sql = f"SELECT DISTINCT {', '.join(key)} FROM ({_relation(con, old_files, key)} UNION ALL {_relation(con, new_files, key)})"
-            else:
-                cols = new_cols or old_cols or key
-                a, b = _relation(con, old_files, cols), _relation(con, new_files, cols)
-                sql = (
-                    f"SELECT DISTINCT {', '.join(key)} FROM "
-                    f"((SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b}) UNION ALL (SELECT * FROM {b} EXCEPT ALL SELECT * FROM {a}))"
-                )
-            save_parquet(entry / f"{table}.parquet", _arrow(con, sql))
+            save_parquet(entry / f"{table}.parquet", _changed_keys(con, old, new, table, names))
         events = _event_changes(con, entry, old, new, target)
         save_parquet(entry / "events-changes.parquet", events)
         # `changes` itself, keyed by run: this run's rows are new; a rollback drops the rows of
@@ -181,11 +174,50 @@ def record(
         touched["changes"] = None
     finally:
         con.close()
+        shutil.rmtree(spill, ignore_errors=True)
     at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     save_json(
         entry / "meta.json", {"from": source, "to": target, "at": at, "parts": touched}
     )  # last: recorded
     return Transition(seq, entry, source, target, at, touched)
+
+
+def _changed_keys(
+    con: duckdb.DuckDBPyConnection, old: Path | None, new: Path, table: str, names: list[str] | None
+) -> pa.Table:
+    """The keys of `table` whose rows differ between the two publications, in the parts
+    `names` (None: all). A table split by year is compared part by part: a row's part follows
+    from its own event id, so equal rows share a part, and DuckDB holds one year at a time
+    (comparing a 1M-event publication whole ran out of its 1 GB on relations)."""
+    key = list(TABLE[table].key)
+    if TABLE[table].layout != YEAR:
+        return _arrow(
+            con, _diff_sql(con, _part_files(old, table, names), _part_files(new, table, names), key)
+        )
+    every = sorted(set(parts(old, table)) | set(parts(new, table))) if old is not None else parts(new, table)
+    pieces = []
+    for name in every if names is None else names:
+        old_files, new_files = _part_files(old, table, [name]), _part_files(new, table, [name])
+        if old_files or new_files:
+            pieces.append(_arrow(con, _diff_sql(con, old_files, new_files, key)))
+    if not pieces:
+        return _arrow(con, _diff_sql(con, [], [], key))
+    return pa.concat_tables(pieces, promote_options="permissive").group_by(key).aggregate([])
+
+
+def _diff_sql(
+    con: duckdb.DuckDBPyConnection, old_files: list[str], new_files: list[str], key: list[str]
+) -> str:
+    """The distinct keys of the rows in one set of files and not the other."""
+    old_cols, new_cols = _columns(con, old_files), _columns(con, new_files)
+    if old_cols and new_cols and old_cols != new_cols:  # another release's columns: all of it
+        return f"SELECT DISTINCT {', '.join(key)} FROM ({_relation(con, old_files, key)} UNION ALL {_relation(con, new_files, key)})"
+    cols = new_cols or old_cols or key
+    a, b = _relation(con, old_files, cols), _relation(con, new_files, cols)
+    return (
+        f"SELECT DISTINCT {', '.join(key)} FROM "
+        f"((SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b}) UNION ALL (SELECT * FROM {b} EXCEPT ALL SELECT * FROM {a}))"
+    )
 
 
 def _changes_runs(con: duckdb.DuckDBPyConnection, publication: Path | None) -> set[str]:

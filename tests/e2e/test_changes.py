@@ -129,6 +129,21 @@ def test_change_sets_replay_every_kind_of_change(prefect_server, tmp_path, capsy
         assert tables(warehouse) == tables(Path(result["catalog"])), name
         previous = result["run_id"]
 
+    # A full refresh compares every part, one year at a time. A file outside the day folders
+    # takes its event id from its date line: changing that moves its `files` row to another
+    # year's part under the same key, and its event's rows to another event id.
+    odd = archive / "extra" / "odd-one.md"
+    for date, full in (("2015-05-05", False), ("2016-06-06", True)):
+        touch(odd, event_doc(date=date, title="An event filed outside the day folders"))
+        result = news_etl(input=str(archive), output=str(out), keep=1, retention="0", full_refresh=full)
+        assert result["published"], date
+        published.append(result["run_id"])
+        code, err = export_since(out, previous, tmp_path / f"set-{date}", capsys)
+        assert code == 0, err
+        apply(tmp_path / f"set-{date}", warehouse)
+        assert tables(warehouse) == tables(Path(result["catalog"])), date
+        previous = result["run_id"]
+
     # a change set from the first run, whose publication was pruned long ago (--keep 1)
     assert not OutputLayout(out).publication(first["run_id"]).exists()
     code, err = export_since(out, first["run_id"], tmp_path / "since-first", capsys)
