@@ -12,12 +12,15 @@ only this benchmark installs, so the parse workers get it too), alternating, in 
 - gazetteer_build                      seconds to build the gazetteer once (per worker process)
 - full_build / full_build_without      wall seconds of `run --full-refresh` into a fresh
                                        output with a running Prefect API, with and without
-- normalize_with / _without,           the builds' own stage seconds (runs table)
+- parse_with / _without,               the builds' own stage seconds (runs table); the parse's
+  normalize_with / _without,           wall difference cross-checks places_cpu / workers
   validate_with / _without
 - places_share                         (places_cpu / workers + gazetteer_build
                                         + normalize and validate with minus without) / full_build
 - build_share                          (full_build - full_build_without) / full_build: the same
                                        cost seen end to end, noisier (a cross-check)
+- places_added                         the same cost as a share of the build without places
+                                       (what places add to it: the issue's wording, stricter)
 - precision_* / recall_*               over (event, country) pairs of the labelled sets in
                                        tests/places/ (development, and held out from tuning)
 
@@ -70,19 +73,19 @@ NO_PLACES = "import pipeline.places\npipeline.places.event_places = lambda title
 
 
 def stage_seconds(output: Path) -> dict[str, float]:
-    """The full build's own normalize and validate seconds, from its runs table."""
+    """The full build's own parse, normalize and validate seconds, from its runs table."""
     import duckdb
 
     row = (
         duckdb.connect()
         .execute(
-            f"SELECT seconds_normalize, seconds_validate FROM '{output}/current/runs/*.parquet' "
+            f"SELECT seconds_parse, seconds_normalize, seconds_validate FROM '{output}/current/runs/*.parquet' "
             "ORDER BY started_at DESC LIMIT 1"
         )
         .fetchone()
     )
     assert row is not None
-    return {"normalize": float(row[0]), "validate": float(row[1])}
+    return {"parse": float(row[0]), "normalize": float(row[1]), "validate": float(row[2])}
 
 
 def main() -> int:
@@ -145,6 +148,8 @@ def main() -> int:
         values["places_cpu"] / args.workers + values["gazetteer_build"] + max(0.0, later)
     ) / values["full_build"]
     values["build_share"] = (values["full_build"] - values["full_build_without"]) / values["full_build"]
+    cost = values["places_share"] * values["full_build"]
+    values["places_added"] = cost / (values["full_build"] - cost)
     for name, value in values.items():
         print(f"{name:20} {value:8.3f}")
     if not args.no_write:
