@@ -145,10 +145,11 @@ def record_changes(
     run_id: str,
     rewritten: dict[str, list[str]] | None,
     publication: Path,
+    touched: Touched | None = None,
 ) -> int:
     """Log the keys this publication changes against the current one; write its `changes` table."""
     layout = config.layout
-    changes.record(layout, plan.current, run_id, rewritten)
+    changes.record(layout, plan.current, run_id, rewritten, touched)
     base = layout.publication(plan.current) if plan.current else None
     table = changes.changes_table(layout, publishing=run_id, base=base)
     save_parquet(part_path(publication, "changes", WHOLE), table)
@@ -260,7 +261,14 @@ def _run(config: RunConfig, changed: list[str] | None = None) -> dict[str, Any]:
         if not report.passed:
             _artifacts(record, report, None, page)
             raise ValidationFailed(report)
-        record_changes(config, plan, record.run_id, normalized.rewritten if plan.base else None, publication)
+        record_changes(
+            config,
+            plan,
+            record.run_id,
+            normalized.rewritten if plan.base else None,
+            publication,
+            normalized.touched if plan.base else None,
+        )
         # The publication's own `runs` table shows this run as published (it is only ever
         # seen once it is); the run log says so only after the swap succeeded.
         record.published, record.outcome = True, runs.PUBLISHED

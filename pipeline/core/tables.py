@@ -165,3 +165,23 @@ def write_parts(
     with ThreadPoolExecutor(workers, thread_name_prefix="write-part") as pool:
         for future in [pool.submit(one, job) for job in jobs]:
             future.result()
+
+
+# Incrementally, the rows of a rewritten part that were recomputed: those of the touched
+# events (relations pointing at them too: their `resolved` may have flipped), and for `files`
+# and `quarantine` those of the touched files; every other row of the part is the previous
+# publication's. Validation checks only these rows and the change log compares only these
+# (as SQL over `touched_events` and `touched_files`); other tables' parts are taken whole.
+TOUCHED_ROWS = {
+    "events": "event_id IN (SELECT event_id FROM touched_events)",
+    "sources": "event_id IN (SELECT event_id FROM touched_events)",
+    "relations": "event_id IN (SELECT event_id FROM touched_events) "
+    "OR related_event_id IN (SELECT event_id FROM touched_events)",
+    "relation_tags": "event_id IN (SELECT event_id FROM touched_events)",
+    "event_tags": "event_id IN (SELECT event_id FROM touched_events)",
+    "event_places": "event_id IN (SELECT event_id FROM touched_events)",
+    "tag_spellings": "event_id IN (SELECT event_id FROM touched_events)",
+    "quarantine": "event_id IN (SELECT event_id FROM touched_events) "
+    "OR file_path IN (SELECT file_path FROM touched_files)",
+    "files": "file_path IN (SELECT file_path FROM touched_files)",
+}

@@ -23,6 +23,7 @@ import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -30,7 +31,10 @@ import pyarrow as pa
 from pipeline.core.config import OutputLayout
 from pipeline.core.sqltext import sql_list, sql_literal
 from pipeline.core.storage import save_json, save_parquet
-from pipeline.core.tables import PUBLISHED, TABLE, WHOLE, YEAR, part_path, parts
+from pipeline.core.tables import PUBLISHED, TABLE, TOUCHED_ROWS, WHOLE, YEAR, part_path, parts
+
+if TYPE_CHECKING:
+    from pipeline.transform.normalize import Touched
 
 CHANGES_SCHEMA = pa.schema([("run_id", pa.string()), ("event_id", pa.string()), ("change", pa.string())])
 # Tables whose rows belong to an event (keyed by event_id): an event changed in any of them is
@@ -120,9 +124,14 @@ def _part_files(publication: Path | None, table: str, names: list[str] | None) -
     return [str(part_path(publication, table, n)) for n in chosen]
 
 
-def _relation(con: duckdb.DuckDBPyConnection, files: list[str], columns: list[str]) -> str:
+def _relation(
+    con: duckdb.DuckDBPyConnection, files: list[str], columns: list[str], where: str | None = None
+) -> str:
     if files:
-        return f"(SELECT {', '.join(columns)} FROM read_parquet({sql_list(files)}, union_by_name = true))"
+        rows = f" WHERE {where}" if where else ""
+        return (
+            f"(SELECT {', '.join(columns)} FROM read_parquet({sql_list(files)}, union_by_name = true){rows})"
+        )
     return f"(SELECT {', '.join(f'NULL AS {c}' for c in columns)} WHERE false)"
 
 
@@ -142,9 +151,13 @@ def record(
     source: str | None,
     target: str,
     rewritten: dict[str, list[str]] | None,
+    recomputed: Touched | None = None,
 ) -> Transition:
     """Record the change from publication `source` (None: nothing before) to `target`.
-    `rewritten`: the parts the run wrote per table (None: compare every part)."""
+    `rewritten`: the parts the run wrote per table (None: compare every part); with
+    `recomputed` too (an incremental build's recomputed events and files), only the rows of
+    those parts that can differ are compared (TOUCHED_ROWS): the rest are the previous
+    publication's (at 1M events, a run adding 100 files compared a year of every table)."""
     old = layout.publication(source) if source else None
     new = layout.publication(target)
     folder = log_folder(layout)
@@ -155,6 +168,10 @@ def record(
     touched: dict[str, list[str] | None] = {}
     spill = layout.work / f"changes-{seq:09d}"
     con = _connect(spill)
+    rows = recomputed is not None and rewritten is not None
+    if recomputed is not None and rows:
+        con.register("touched_events", pa.table({"event_id": pa.array(recomputed.event_ids, pa.string())}))
+        con.register("touched_files", pa.table({"file_path": pa.array(recomputed.file_paths, pa.string())}))
     try:
         # The first publication's keys are never read (a change set starts after a run's
         # transition, and nothing comes before the first): only its events are listed.
@@ -162,7 +179,8 @@ def record(
             spec = TABLE[table]
             names = None if rewritten is None or spec.layout != YEAR else rewritten.get(table)
             touched[table] = names
-            save_parquet(entry / f"{table}.parquet", _changed_keys(con, old, new, table, names))
+            where = TOUCHED_ROWS.get(table) if rows else None
+            save_parquet(entry / f"{table}.parquet", _changed_keys(con, old, new, table, names, where))
         events = _event_changes(con, entry, old, new, target)
         save_parquet(entry / "events-changes.parquet", events)
         # `changes` itself, keyed by run: this run's rows are new; a rollback drops the rows of
@@ -183,37 +201,46 @@ def record(
 
 
 def _changed_keys(
-    con: duckdb.DuckDBPyConnection, old: Path | None, new: Path, table: str, names: list[str] | None
+    con: duckdb.DuckDBPyConnection,
+    old: Path | None,
+    new: Path,
+    table: str,
+    names: list[str] | None,
+    where: str | None = None,
 ) -> pa.Table:
     """The keys of `table` whose rows differ between the two publications, in the parts
-    `names` (None: all). A table split by year is compared part by part: a row's part follows
-    from its own event id, so equal rows share a part, and DuckDB holds one year at a time
-    (comparing a 1M-event publication whole ran out of its 1 GB on relations)."""
+    `names` (None: all), among the rows `where` selects (None: every row). A table split by
+    year is compared part by part: a row's part follows from its own event id, so equal rows
+    share a part, and DuckDB holds one year at a time (comparing a 1M-event publication whole
+    ran out of its 1 GB on relations)."""
     key = list(TABLE[table].key)
     if TABLE[table].layout != YEAR:
-        return _arrow(
-            con, _diff_sql(con, _part_files(old, table, names), _part_files(new, table, names), key)
-        )
+        old_files, new_files = _part_files(old, table, names), _part_files(new, table, names)
+        return _arrow(con, _diff_sql(con, old_files, new_files, key, where))
     every = sorted(set(parts(old, table)) | set(parts(new, table))) if old is not None else parts(new, table)
     pieces = []
     for name in every if names is None else names:
         old_files, new_files = _part_files(old, table, [name]), _part_files(new, table, [name])
         if old_files or new_files:
-            pieces.append(_arrow(con, _diff_sql(con, old_files, new_files, key)))
+            pieces.append(_arrow(con, _diff_sql(con, old_files, new_files, key, where)))
     if not pieces:
         return _arrow(con, _diff_sql(con, [], [], key))
     return pa.concat_tables(pieces, promote_options="permissive").group_by(key).aggregate([])
 
 
 def _diff_sql(
-    con: duckdb.DuckDBPyConnection, old_files: list[str], new_files: list[str], key: list[str]
+    con: duckdb.DuckDBPyConnection,
+    old_files: list[str],
+    new_files: list[str],
+    key: list[str],
+    where: str | None = None,
 ) -> str:
-    """The distinct keys of the rows in one set of files and not the other."""
+    """The distinct keys of the rows (those `where` selects) in one set of files and not the other."""
     old_cols, new_cols = _columns(con, old_files), _columns(con, new_files)
     if old_cols and new_cols and old_cols != new_cols:  # another release's columns: all of it
         return f"SELECT DISTINCT {', '.join(key)} FROM ({_relation(con, old_files, key)} UNION ALL {_relation(con, new_files, key)})"
     cols = new_cols or old_cols or key
-    a, b = _relation(con, old_files, cols), _relation(con, new_files, cols)
+    a, b = _relation(con, old_files, cols, where), _relation(con, new_files, cols, where)
     return (
         f"SELECT DISTINCT {', '.join(key)} FROM "
         f"((SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b}) UNION ALL (SELECT * FROM {b} EXCEPT ALL SELECT * FROM {a}))"

@@ -25,7 +25,7 @@ import duckdb
 
 from pipeline.core.config import DEFAULT_EXPECTATIONS
 from pipeline.core.sqltext import sql_literal
-from pipeline.core.tables import part_path, parts, row_count_of, table_glob
+from pipeline.core.tables import TOUCHED_ROWS, part_path, parts, row_count_of, table_glob
 from pipeline.transform.normalize import Touched, connect
 
 CRITICAL = "critical"
@@ -457,24 +457,6 @@ def _changed_rows(con: duckdb.DuckDBPyConnection, spec: SuiteSpec) -> str:
     finally:
         con.execute("SET search_path = 'main'")
     return f"SELECT * FROM ({spec.frame_sql}) EXCEPT ALL SELECT * FROM base_frame"
-
-
-# Incrementally, the rows of a rewritten part that were recomputed: those of the touched
-# events (relations pointing at them too: their `resolved` may have flipped), and for `files`
-# and `quarantine` those of the touched files. Other tables' parts are checked whole.
-TOUCHED_ROWS = {
-    "events": "event_id IN (SELECT event_id FROM touched_events)",
-    "sources": "event_id IN (SELECT event_id FROM touched_events)",
-    "relations": "event_id IN (SELECT event_id FROM touched_events) "
-    "OR related_event_id IN (SELECT event_id FROM touched_events)",
-    "relation_tags": "event_id IN (SELECT event_id FROM touched_events)",
-    "event_tags": "event_id IN (SELECT event_id FROM touched_events)",
-    "event_places": "event_id IN (SELECT event_id FROM touched_events)",
-    "tag_spellings": "event_id IN (SELECT event_id FROM touched_events)",
-    "quarantine": "event_id IN (SELECT event_id FROM touched_events) "
-    "OR file_path IN (SELECT file_path FROM touched_files)",
-    "files": "file_path IN (SELECT file_path FROM touched_files)",
-}
 
 
 def _scope_views(
