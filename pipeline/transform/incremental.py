@@ -406,4 +406,14 @@ def same_content(a: pa.Table, b: pa.Table) -> bool:
     columns = ["file_path", "content_sha256", "status", "reason", "event_id"]
     if a.num_rows != b.num_rows:
         return False
-    return a.select(columns).sort_by("file_path").equals(b.select(columns).sort_by("file_path"))
+    a, b = a.select(columns), b.select(columns)
+    # Sorting a million paths takes 1.5 s: first the cheap answers. Listed in the same order
+    # (an edit), the rows align; a path of one missing from the other (a file added and
+    # another removed) settles it in one hash lookup per row.
+    if a.column("file_path").equals(b.column("file_path")):
+        return a.equals(b)
+    if pc.any(
+        pc.invert(pc.is_in(a.column("file_path"), value_set=b.column("file_path").combine_chunks()))
+    ).as_py():
+        return False
+    return a.sort_by("file_path").equals(b.sort_by("file_path"))

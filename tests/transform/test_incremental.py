@@ -328,3 +328,29 @@ def test_a_run_on_the_changed_paths_alone_equals_a_full_refresh(prefect_server, 
     assert str(archive) not in folders and folders == [str(archive / "news/2021-moved")]
     assert result["published"] and result["files_seen"] == len(list(archive.rglob("*.md")))
     assert published(result) == full_build(archive, tmp_path / "full")
+
+
+def test_same_content_compares_files_whatever_their_order_and_batches():
+    import pyarrow as pa
+
+    from pipeline.transform.incremental import same_content
+
+    def manifest(rows: list[tuple[str, str]], batch: str = "b1") -> pa.Table:
+        return pa.table(
+            {
+                "file_path": [p for p, _ in rows],
+                "content_sha256": [sha for _, sha in rows],
+                "status": ["parsed"] * len(rows),
+                "reason": pa.array([None] * len(rows), pa.string()),
+                "event_id": [f"2020-01-01/{p}" for p, _ in rows],
+                "batch": [batch] * len(rows),
+            }
+        )
+
+    base = manifest([("a.md", "1"), ("b.md", "2"), ("c.md", "3")])
+    assert same_content(base, manifest([("a.md", "1"), ("b.md", "2"), ("c.md", "3")], "b2"))
+    assert same_content(base, manifest([("c.md", "3"), ("a.md", "1"), ("b.md", "2")]))  # listed otherwise
+    assert not same_content(base, manifest([("a.md", "1"), ("b.md", "9"), ("c.md", "3")]))  # an edit
+    assert not same_content(base, manifest([("c.md", "3"), ("b.md", "9"), ("a.md", "1")]))  # edit, reordered
+    assert not same_content(base, manifest([("a.md", "1"), ("b.md", "2"), ("d.md", "3")]))  # c out, d in
+    assert not same_content(base, manifest([("a.md", "1"), ("b.md", "2")]))  # one fewer
