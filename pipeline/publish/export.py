@@ -171,7 +171,11 @@ def export_since(
     staging = staging_for(layout, target, force)
     manifest: dict[str, Any] = {"from_run_id": since, "to_run_id": current, "tables": {}}
     con = duckdb.connect(config={"threads": 2, "memory_limit": "1GB"})
+    # DuckDB spills to `.tmp` in the working directory by default: inside the change set's
+    # staging folder instead, removed before it becomes the target.
+    spill = staging / ".duckdb-spill"
     try:
+        con.execute(f"SET temp_directory = {sql_literal(str(spill))}")
         for table in PUBLISHED:
             key = list(TABLE[table].key)
             rows, deleted = _change_set(con, layout, publication, table, key, path)
@@ -182,6 +186,8 @@ def export_since(
                 entry["deleted"] = _count(con, deleted)
             manifest["tables"][table] = entry
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
         replace_folder(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -183,6 +183,13 @@ def test_a_change_set_from_the_first_run_replays_everything_at_once(prefect_serv
     assert not OutputLayout(out).publication(first["run_id"]).exists()  # pruned
     code, err = export_since(out, first["run_id"], tmp_path / "set", capsys, fmt="parquet")
     assert code == 0, err
+    # the change set and nothing else (DuckDB's spill folder, for one, is gone)
+    assert {p.name for p in (tmp_path / "set").iterdir()} == {"manifest.json"} | {
+        f"{t}{suffix}.parquet"
+        for t in PUBLISHED
+        for suffix in ("", ".deleted")
+        if suffix == "" or TABLE[t].key
+    }
     apply(tmp_path / "set", warehouse)
     assert tables(warehouse) == tables(Path(last["catalog"]))
     code, err = export_since(out, first["run_id"], tmp_path / "csv", capsys, fmt="csv")
