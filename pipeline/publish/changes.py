@@ -169,10 +169,14 @@ def record(
     spill = layout.work / f"changes-{seq:09d}"
     con = _connect(spill)
     rows = recomputed is not None and rewritten is not None
-    if recomputed is not None and rows:
-        con.register("touched_events", pa.table({"event_id": pa.array(recomputed.event_ids, pa.string())}))
-        con.register("touched_files", pa.table({"file_path": pa.array(recomputed.file_paths, pa.string())}))
     try:
+        if recomputed is not None and rows:
+            con.register(
+                "touched_events", pa.table({"event_id": pa.array(recomputed.event_ids, pa.string())})
+            )
+            con.register(
+                "touched_files", pa.table({"file_path": pa.array(recomputed.file_paths, pa.string())})
+            )
         # The first publication's keys are never read (a change set starts after a run's
         # transition, and nothing comes before the first): only its events are listed.
         for table in DIFFED if old is not None else ():
