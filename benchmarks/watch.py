@@ -155,7 +155,12 @@ def main() -> int:
     finally:
         if watcher is not None and watcher.poll() is None:
             watcher.send_signal(signal.SIGTERM)
-            watcher.wait(timeout=60)
+            try:
+                watcher.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # the contract says 10 s: say so, and clean up
+                print("watch did not stop within 60 s of SIGTERM: killed", file=sys.stderr, flush=True)
+                watcher.kill()
+                watcher.wait()
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)

@@ -93,6 +93,7 @@ def test_change_sets_replay_every_kind_of_change(prefect_server, tmp_path, capsy
     target_title = "The Iraqi Army and Kurdish Peshmerga begin an offensive to recapture Mosul from ISIL [Battle of Mosul]."
     sinjar = archive / "news/2014/08/03/the-islamic-state-seizes-the-yazidi-dominated-town-of-sinjar.md"
     crimea = next(archive.glob("news/2014/03/18/*.md"))
+    odd, odd_title = archive / "extra" / "odd-one.md", "An event filed outside the day folders"
     steps = {
         "add, and a relation becomes resolved": lambda: touch(
             archive / f"news/2016/10/17/{slugify(target_title)}.md",
@@ -117,31 +118,22 @@ def test_change_sets_replay_every_kind_of_change(prefect_server, tmp_path, capsy
             )
             for i in range(9)
         ],
+        # A file outside the day folders takes its event id from its date line. Changing it
+        # under a full refresh, which compares every part one year at a time, moves the file's
+        # `files` row to another year's part under the same key.
+        "a file outside the day folders": lambda: touch(odd, event_doc(date="2015-05-05", title=odd_title)),
+        "full refresh: its date changes": lambda: touch(odd, event_doc(date="2016-06-06", title=odd_title)),
     }
     for name, change in steps.items():
         change()
-        result = news_etl(input=str(archive), output=str(out), keep=1, retention="0")
+        full = name.startswith("full refresh")
+        result = news_etl(input=str(archive), output=str(out), keep=1, retention="0", full_refresh=full)
         assert result["published"], name
         published.append(result["run_id"])
         code, err = export_since(out, previous, tmp_path / f"set-{len(published)}", capsys)
         assert code == 0, err
         apply(tmp_path / f"set-{len(published)}", warehouse)
         assert tables(warehouse) == tables(Path(result["catalog"])), name
-        previous = result["run_id"]
-
-    # A full refresh compares every part, one year at a time. A file outside the day folders
-    # takes its event id from its date line: changing that moves its `files` row to another
-    # year's part under the same key, and its event's rows to another event id.
-    odd = archive / "extra" / "odd-one.md"
-    for date, full in (("2015-05-05", False), ("2016-06-06", True)):
-        touch(odd, event_doc(date=date, title="An event filed outside the day folders"))
-        result = news_etl(input=str(archive), output=str(out), keep=1, retention="0", full_refresh=full)
-        assert result["published"], date
-        published.append(result["run_id"])
-        code, err = export_since(out, previous, tmp_path / f"set-{date}", capsys)
-        assert code == 0, err
-        apply(tmp_path / f"set-{date}", warehouse)
-        assert tables(warehouse) == tables(Path(result["catalog"])), date
         previous = result["run_id"]
 
     # a change set from the first run, whose publication was pruned long ago (--keep 1)
