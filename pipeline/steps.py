@@ -38,11 +38,6 @@ from pipeline.transform.normalize import BuildBase
 # A run whose `events` would hold fewer than this share of the current publication's events
 # is refused (an unmounted share looks like an empty archive), unless allowed.
 SHRINK_FLOOR = 0.9
-# Files to parse from which validation's start-up (GX import and context, ~4 s) is done in
-# the background during the parse and normalize rather than when validation starts: any. At
-# 1M events a run adding 100 files parsed and normalized for 6.6 s, then waited 4 s for Great
-# Expectations; only a run with nothing to parse (nothing to validate) goes without.
-WARM_UP_AFTER = 1
 
 
 class ShrinkRefused(Exception):
@@ -171,8 +166,11 @@ def parse_changes(
                 "their files are parsed again"
             )
     todo = incremental.plan(files, previous, config.today, broken)
-    if todo.num_rows >= WARM_UP_AFTER or plan.base is None:
-        warm_up_validation(config)  # overlaps the parse; small runs do not need it
+    # Validation's start-up (GX import and context, ~4 s) runs in the background during the
+    # parse and normalize whenever there is something to validate: at 1M events a run adding
+    # 100 files parsed and normalized for 6.6 s, then waited 4 s for Great Expectations.
+    if todo.num_rows or plan.base is None:
+        warm_up_validation(config)
     with batch_progress(todo.num_rows, enabled=config.show_progress) as advance, parse_pool(config) as pool:
         results = stage_all(
             todo,
