@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.config import DEFAULT_INPUT, DEFAULT_OUTPUT, StorylineRule
+from pipeline.core.faults import stall_exit
 
 DEFAULT_CRON = "*/30 * * * *"
 INTACT = "the previous publication is intact"
@@ -192,6 +193,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    stall_exit()  # a fault for the tests: a hang in the interpreter's exit (`__main__` bounds it)
     commands = {
         "run": _run,
         "serve": _serve,

@@ -10,13 +10,15 @@ expects the retried batch to succeed.
 interrupt tests send their signal then; `PIPELINE_STALL_FLAG=<file>` is created on arrival).
 With `PIPELINE_STALL_SIGNALS=blocked` the stall also blocks SIGINT and SIGTERM in the main
 thread, like a long C call that Python cannot interrupt. Without the variables a crash point
-costs two dictionary lookups.
+costs two dictionary lookups. `PIPELINE_STALL_AT=exit` stalls the interpreter's exit instead,
+in a thread exit hook like the one where Prefect waits for its services without a deadline.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 CRASH_POINTS = (
@@ -62,6 +64,12 @@ def crash_point(name: str) -> None:
             except FileExistsError:
                 return
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def stall_exit() -> None:
+    """With `PIPELINE_STALL_AT=exit`, make the interpreter's exit hang (see the module doc)."""
+    if os.environ.get("PIPELINE_STALL_AT") == "exit":
+        threading._register_atexit(_stall)  # type: ignore[attr-defined]  # Prefect's hook, too
 
 
 def _stall(seconds: float = 120.0) -> None:

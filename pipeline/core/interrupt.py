@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -23,6 +25,12 @@ from typing import Any
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Leave a margin below the 10 s the contract allows for the process to exit.
 DEADLINE_SECONDS = 8.0
+# What the interpreter's own exit may take (Prefect drains its log and event services there,
+# waiting without a deadline), and how long after a signal the process must be gone.
+EXIT_GRACE_SECONDS = 3.0
+SIGNAL_EXIT_SECONDS = 9.5
+
+_signalled_at: list[float] = []  # when the first signal arrived (monotonic), if one did
 
 _connections: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -67,6 +75,7 @@ def stop_on_signals(on_deadline: Callable[[int], None]) -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         if not raised.is_set():  # the first signal raises once; later ones are already handled
             raised.set()
+            _signalled_at.append(time.monotonic())
             raise Interrupted(signum)
 
     def watch() -> None:
@@ -101,3 +110,27 @@ def stop_on_signals(on_deadline: Callable[[int], None]) -> Iterator[None]:
 
 def exit_now(code: int) -> None:
     os._exit(code)
+
+
+def exit_within(code: int) -> None:
+    """Bound the interpreter's exit: if it has not ended `EXIT_GRACE_SECONDS` from now (or
+    `SIGNAL_EXIT_SECONDS` after a signal, whichever comes first), end the process with `code`.
+
+    Python joins threads and runs exit hooks after `main` returns, outside any block of ours:
+    Prefect's hook waits for its log and event services without a deadline, and a watcher
+    stopped by SIGTERM after ~130 batches hung there for good (py-spy: `threading._shutdown`
+    -> `_QueueServiceBase._at_exit` -> `Future.result`). The command's work is done and its
+    lock released by then; only the exit itself is cut short."""
+    now = time.monotonic()
+    deadline = now + EXIT_GRACE_SECONDS
+    if _signalled_at:
+        deadline = max(now + 0.3, min(deadline, _signalled_at[0] + SIGNAL_EXIT_SECONDS))
+
+    def cut_short() -> None:
+        time.sleep(max(0.0, deadline - time.monotonic()))
+        for stream in (sys.stdout, sys.stderr):
+            with suppress(Exception):
+                stream.flush()
+        exit_now(code)
+
+    threading.Thread(target=cut_short, name="exit-deadline", daemon=True).start()

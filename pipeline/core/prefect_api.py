@@ -135,7 +135,10 @@ def prefect_api() -> Iterator[None]:
     with temporary_settings(updates={HEARTBEAT: None}):
         if PREFECT_API_URL.value():
             stop_servers()  # one started early for nothing: a profile names an API
-            yield
+            try:
+                yield
+            finally:
+                drain()  # here, with a deadline, rather than in Prefect's exit hook without one
             return
         with _own_server():
             yield

@@ -159,6 +159,25 @@ def test_a_signal_stops_the_run_cleanly(prefect_server, tmp_path, sig, group, st
     assert again.returncode == 0, again.stderr
 
 
+def test_a_hang_in_the_interpreters_exit_does_not_keep_a_finished_run_alive(prefect_server, tmp_path):
+    """Prefect waits for its log and event services in a thread exit hook, without a deadline;
+    a run whose work is done exits with its own status a few seconds later all the same."""
+    from pipeline.core.interrupt import EXIT_GRACE_SECONDS
+
+    out = tmp_path / "out"
+    flag = tmp_path / "exit-stalled"
+    done = cli(
+        "run", "--input", str(SAMPLE), "--output", str(out),
+        env=api_env(PIPELINE_STALL_AT="exit", PIPELINE_STALL_FLAG=str(flag)),
+    )  # fmt: skip
+    ended = time.time()
+    assert done.returncode == 0, done.stderr
+    assert flag.exists()  # the exit did stall (for 120 s, had nothing cut it short)
+    assert ended - flag.stat().st_mtime < EXIT_GRACE_SECONDS + 3
+    assert "published" in done.stdout  # the summary was flushed before the cut
+    assert rows(out / "news.duckdb", "SELECT count(*) FROM events") == [(32,)]
+
+
 # --- 5. any DuckDB reader ---------------------------------------------------------------------------
 def duckdb_15() -> Path:
     """A DuckDB 1.5 Python package in its own folder (installed by dev.py, or here)."""

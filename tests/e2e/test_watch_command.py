@@ -192,6 +192,26 @@ def test_a_term_signal_mid_batch_stops_within_ten_seconds_and_keeps_the_publicat
     assert runs.read_log(OutputLayout(out).run_log).to_pylist()[-1]["outcome"] == "interrupted"
 
 
+def test_a_term_signal_stops_the_watcher_within_ten_seconds_when_its_exit_hangs(prefect_server, tmp_path):
+    """A watcher stopped after ~130 batches hung in Prefect's exit hook (it waits for its
+    services without a deadline); the same hang, made on purpose, is cut short."""
+    archive = tmp_path / "archive"
+    shutil.copytree(SAMPLE, archive)
+    out = tmp_path / "out"
+    flag = tmp_path / "exit-stalled"
+    watch = Watching(archive, out, api_env(PIPELINE_STALL_AT="exit", PIPELINE_STALL_FLAG=str(flag)))
+    try:
+        watch.wait_batches(1)
+        code, seconds = watch.stop(signal.SIGTERM)
+    finally:
+        if watch.proc.poll() is None:
+            watch.proc.kill()
+    assert flag.exists()  # the exit did stall
+    assert code == 0 and seconds < 10, (code, seconds, watch.lines)
+    assert watch.lines[-1] == "watch stopped (SIGTERM); the publication is intact"
+    assert "lock: free" in cli("status", "--output", str(out), env=api_env()).stdout
+
+
 @pytest.mark.parametrize("point", [*WATCH_CRASH_POINTS, "normalize:events", "publish:catalog-swapped"])
 def test_a_kill_at_any_moment_of_a_batch_loses_nothing(prefect_server, tmp_path, point):
     archive = tmp_path / "archive"
