@@ -8,6 +8,18 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+# A country an event mentions (contract section 5), with the evidence: a list of these is the
+# event's `places` in stg_events, so that `event_places` needs no join back to its event (a
+# table of its own, keyed by file path, cost a hash join of 3M rows on 60-character paths
+# and those paths' bytes in every batch).
+PLACE = pa.struct(
+    [
+        ("country_code", pa.string()),
+        ("found_in", pa.string()),  # title | summary | context: the first place it was found
+        ("matched", pa.string()),  # the words matched there
+    ]
+)
+
 STAGING: dict[str, pa.Schema] = {
     "stg_files": pa.schema(
         [
@@ -32,6 +44,7 @@ STAGING: dict[str, pa.Schema] = {
             ("source_count", pa.int32()),
             ("related_count", pa.int32()),
             ("content_sha256", pa.string()),
+            ("places", pa.list_(PLACE)),  # read by the event_places model, not published
         ]
     ),
     "stg_sources": pa.schema(
@@ -60,14 +73,6 @@ STAGING: dict[str, pa.Schema] = {
             ("related_event_id", pa.string()),
             ("context", pa.string()),  # as written, trimmed
             ("tag_id", pa.string()),
-        ]
-    ),
-    "stg_places": pa.schema(
-        [
-            ("file_path", pa.string()),
-            ("country_code", pa.string()),
-            ("found_in", pa.string()),  # title | summary | context: the first place it was found
-            ("matched", pa.string()),  # the words matched there
         ]
     ),
     "stg_quarantine": pa.schema(

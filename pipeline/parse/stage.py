@@ -31,7 +31,7 @@ from pipeline.extract.discover import InputFile, Listed, listed
 from pipeline.parse.document import ParsedEvent, Rejected, parse_document
 from pipeline.parse.domains import registered_domain
 from pipeline.parse.ids import tag_id, tag_key
-from pipeline.parse.schema import STAGING
+from pipeline.parse.schema import PLACE, STAGING
 from pipeline.places import event_places
 
 DAY_INDEX = "day_index"
@@ -247,7 +247,7 @@ class _Columns:
             name: {f.name: [] for f in schema} for name, schema in STAGING.items()
         }
         # Each event's texts, scanned for places when the batch is written (`places`).
-        self.texts: list[tuple[str, str, str | None, list[str]]] = []
+        self.texts: list[tuple[str, str | None, list[str]]] = []
 
     def file(
         self,
@@ -306,7 +306,7 @@ class _Columns:
                 rc["context"].append(context)
                 rc["tag_id"].append(_tag_id_of(context))
 
-        self.texts.append((path, ev.title, ev.summary, [c for rel in ev.relations for c in rel.contexts]))
+        self.texts.append((ev.title, ev.summary, [c for rel in ev.relations for c in rel.contexts]))
 
         q = self.cols["stg_quarantine"]
         for line in ev.quarantine:
@@ -317,19 +317,23 @@ class _Columns:
             q["reason"].append(line.reason)
 
     def places(self) -> None:
-        """The countries each event of the batch mentions. Found in one pass over the batch's
-        texts after parsing it, not event by event between parses: the scan's regex and
-        dictionaries stay in the CPU's caches (staging 40,000 files in one process: 106.5 -> 96.3 us
-        per file, about 40% of what places cost the parse)."""
-        p = self.cols["stg_places"]
-        paths, codes, found, matched = p["file_path"], p["country_code"], p["found_in"], p["matched"]
-        for path, title, summary, contexts in self.texts:
+        """The countries each event of the batch mentions (stg_events' `places`, one list per
+        row). Found in one pass over the batch's texts after parsing it, not event by event
+        between parses: the scan's regex and dictionaries stay in the CPU's caches (staging
+        40,000 files in one process: 106.5 -> 96.3 us per file, about 40% of what places cost
+        the parse)."""
+        offsets, codes, found, matched = [0], [], [], []
+        for title, summary, contexts in self.texts:
             for code, where, text in event_places(title, summary, contexts):
-                paths.append(path)
                 codes.append(code)
                 found.append(where)
                 matched.append(text)
+            offsets.append(len(codes))
         self.texts.clear()
+        fields = [pa.array(column, pa.string()) for column in (codes, found, matched)]
+        self.cols["stg_events"]["places"] = pa.ListArray.from_arrays(  # type: ignore[assignment]
+            pa.array(offsets, pa.int32()), pa.StructArray.from_arrays(fields, fields=list(PLACE))
+        )
 
     def write(self, directory: Path, batch: str) -> None:
         """One Parquet file per staging table, each row tagged with the batch key; written

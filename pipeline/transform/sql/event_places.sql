@@ -1,4 +1,5 @@
--- The countries each kept event mentions (contract section 5), with where the first mention is.
-SELECT e.event_id, p.country_code, p.found_in, p.matched
-FROM stg_places p
-JOIN events e ON e.file_path = p.file_path
+-- The countries each kept event mentions (contract section 5), with where the first mention is:
+-- the places the parse listed for the event's winning file, which the events model carries
+-- (`places`, not published; normalize.CARRIED).
+SELECT event_id, unnest(places, recursive := true)
+FROM fresh_events
