@@ -331,7 +331,7 @@ class _Columns:
             offsets.append(len(codes))
         self.texts.clear()
         fields = [pa.array(column, pa.string()) for column in (codes, found, matched)]
-        self.cols["stg_events"]["places"] = pa.ListArray.from_arrays(  # type: ignore[assignment]
+        self.cols["stg_events"]["places"] = pa.ListArray.from_arrays(
             pa.array(offsets, pa.int32()), pa.StructArray.from_arrays(fields, fields=list(PLACE))
         )
 
