@@ -122,7 +122,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2, help="parse workers of the full build")
     parser.add_argument("--parse-sample", type=int, default=200_000, help="files staged for places' CPU")
-    parser.add_argument("--parse-repeats", type=int, default=5, help="paired stagings of that sample")
+    parser.add_argument("--parse-repeats", type=int, default=5, help="stagings of that sample each way")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     archive = archive_for(args.events)

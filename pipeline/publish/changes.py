@@ -168,22 +168,18 @@ def record(
     touched: dict[str, list[str] | None] = {}
     spill = layout.work / f"changes-{seq:09d}"
     con = _connect(spill)
-    rows = recomputed is not None and rewritten is not None
+    rows = recomputed if rewritten is not None else None  # only rewritten parts have such rows
     try:
-        if recomputed is not None and rows:
-            con.register(
-                "touched_events", pa.table({"event_id": pa.array(recomputed.event_ids, pa.string())})
-            )
-            con.register(
-                "touched_files", pa.table({"file_path": pa.array(recomputed.file_paths, pa.string())})
-            )
+        if rows is not None:
+            con.register("touched_events", pa.table({"event_id": pa.array(rows.event_ids, pa.string())}))
+            con.register("touched_files", pa.table({"file_path": pa.array(rows.file_paths, pa.string())}))
         # The first publication's keys are never read (a change set starts after a run's
         # transition, and nothing comes before the first): only its events are listed.
         for table in DIFFED if old is not None else ():
             spec = TABLE[table]
             names = None if rewritten is None or spec.layout != YEAR else rewritten.get(table)
             touched[table] = names
-            where = TOUCHED_ROWS.get(table) if rows else None
+            where = TOUCHED_ROWS.get(table) if rows is not None else None
             save_parquet(entry / f"{table}.parquet", _changed_keys(con, old, new, table, names, where))
         events = _event_changes(con, entry, old, new, target)
         save_parquet(entry / "events-changes.parquet", events)

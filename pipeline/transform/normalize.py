@@ -208,7 +208,6 @@ def _full(
     for name in EVENT_MODELS:
         if name != "events":
             _fresh(con, name)
-            _release_carried(con, name)
         _write_parts(con, publication, name, event_parts, None, workers)
         if name not in ("events", "relation_tags"):
             con.execute(f"DROP TABLE fresh_{name}")
@@ -317,7 +316,6 @@ def _incremental(
     for name in EVENT_MODELS:
         if name != "events":
             _fresh(con, name)
-            _release_carried(con, name)
         _write_parts(con, publication, name, event_parts, old, workers)
         linked += link_untouched(old, publication, name, event_parts)
         if name not in ("events", "relation_tags"):
@@ -364,9 +362,11 @@ def _incremental(
 # --- Shared steps ------------------------------------------------------------------------------
 def _fresh(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Materialize a model over the staging views in scope; later models read it as `name`
-    (without a CARRIED column: that one only the model it is carried for reads, from `fresh_`)."""
+    (without a CARRIED column: that one only the model it is carried for reads, from `fresh_`,
+    and it is dropped once that model is materialized)."""
     con.execute(f"CREATE TABLE fresh_{name} AS {model_sql(name)}")
     con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT {_published(name)} FROM fresh_{name}")
+    _release_carried(con, name)
 
 
 def _published(name: str) -> str:
