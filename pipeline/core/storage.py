@@ -73,10 +73,32 @@ def save_json(target: Path, value: Any) -> None:
 
 
 def save_parquet(target: Path, table: Any, **options: Any) -> None:
-    """A pyarrow table as one Parquet file, atomically."""
+    """A pyarrow table as one Parquet file, atomically.
+
+    pyarrow writes through its own file (`OSFile`), not a Python file object: through one,
+    every write takes the GIL back, and with a busy thread beside it (Great Expectations'
+    import, which a run overlaps with its parse) the million-file manifest took 1.75 s to
+    write instead of 0.63 s (measured). The file is first created here, exclusively and not
+    through a link, so pyarrow opens the fresh file this process owns."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    save_atomic(target, lambda handle: pq.write_table(table, handle, **options))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(target)
+    _clear(tmp)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644))
+    try:
+        with pa.OSFile(str(tmp), "wb") as sink:
+            pq.write_table(table, sink, **options)
+        fd = os.open(tmp, os.O_RDONLY | _NOFOLLOW)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def not_a_link(path: Path) -> str:

@@ -320,10 +320,9 @@ def next_manifest(
                WHERE file_path NOT IN (SELECT rel_path FROM listed)
                   OR file_path IN (SELECT rel_path FROM parsed)"""
         ).to_arrow_table()
-    keep = np.ones(previous.num_rows, dtype=bool)
-    keep[dropped.column(0).to_numpy()] = False
-    kept = previous.filter(keep).replace_schema_metadata(None)
-    gone = previous.filter(np.logical_not(keep)).select(["file_path", "event_id"])
+    rows = np.sort(dropped.column(0).to_numpy())
+    kept = _without_rows(previous, rows).replace_schema_metadata(None)
+    gone = previous.take(pa.array(rows, pa.int64())).select(["file_path", "event_id"])
     fresh = [staging / f"stg_files-{b}.parquet" for b in batches]
     columns = ["file_path", "content_sha256", "status", "reason", "batch", "event_id"]
     staged = pa.concat_tables(
@@ -344,6 +343,31 @@ def next_manifest(
     stat = parsed.select(["rel_path", "size", "mtime_ns"]).rename_columns(["file_path", "size", "mtime_ns"])
     staged = staged.join(stat, "file_path", join_type="left outer")
     return pa.concat_tables([kept, staged.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)]), changes
+
+
+# Beyond this many dropped rows a manifest is filtered (copied); below it, sliced around them.
+_SLICED_UP_TO = 1000
+# A remembered manifest sliced batch after batch is copied into one piece past this many.
+_MAX_CHUNKS = 256
+
+
+def _without_rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """`table` without the rows at the sorted positions `rows`. A few rows (a run that changed
+    a few files) are cut out by slicing, which copies nothing: filtering the million-row
+    manifest copied its 384 MB (1.1 s of a run that added 100 files)."""
+    if len(rows) == 0:
+        return table
+    if len(rows) > _SLICED_UP_TO:
+        keep = np.ones(table.num_rows, dtype=bool)
+        keep[rows] = False
+        return table.filter(keep)
+    starts = np.concatenate(([0], rows + 1))
+    ends = np.concatenate((rows, [table.num_rows]))
+    pieces = [table.slice(a, b - a) for a, b in zip(starts, ends, strict=True) if b > a]
+    result = pa.concat_tables(pieces) if pieces else table.slice(0, 0)
+    if result.num_rows and result.column(0).num_chunks > _MAX_CHUNKS:
+        result = result.combine_chunks()
+    return result
 
 
 def changes_path(manifest: Path) -> Path:

@@ -354,3 +354,26 @@ def test_same_content_compares_files_whatever_their_order_and_batches():
     assert not same_content(base, manifest([("c.md", "3"), ("b.md", "9"), ("a.md", "1")]))  # edit, reordered
     assert not same_content(base, manifest([("a.md", "1"), ("b.md", "2"), ("d.md", "3")]))  # c out, d in
     assert not same_content(base, manifest([("a.md", "1"), ("b.md", "2")]))  # one fewer
+
+
+@pytest.mark.parametrize("dropped", [[], [0], [9], [0, 9], [3, 4, 5], [1, 3, 7], list(range(10))])
+def test_a_manifest_without_some_rows_keeps_the_others_in_order(dropped, monkeypatch):
+    """A few dropped rows are cut out by slicing (no copy of the manifest), many by filtering:
+    both keep every other row, in order; a table sliced again and again is put back in one
+    piece before its pieces pile up."""
+    import numpy as np
+    import pyarrow as pa
+
+    from pipeline.transform import incremental
+
+    table = pa.table({"file_path": [f"{i}.md" for i in range(10)], "size": list(range(10))})
+    want = [f"{i}.md" for i in range(10) if i not in dropped]
+    rows = np.array(dropped, dtype=np.int64)
+    for limit in (1000, 0):  # sliced, then filtered
+        monkeypatch.setattr(incremental, "_SLICED_UP_TO", limit)
+        assert incremental._without_rows(table, rows).column("file_path").to_pylist() == want
+    monkeypatch.setattr(incremental, "_SLICED_UP_TO", 1000)
+    monkeypatch.setattr(incremental, "_MAX_CHUNKS", 4)
+    cut = incremental._without_rows(table, np.array([1, 3, 5, 7], dtype=np.int64))
+    assert cut.column("file_path").to_pylist() == ["0.md", "2.md", "4.md", "6.md", "8.md", "9.md"]
+    assert cut.column(0).num_chunks == 1
