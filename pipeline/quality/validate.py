@@ -14,9 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import queue
 import threading
 from collections.abc import Collection, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -335,24 +337,25 @@ def validate_publication(
             "CREATE TABLE run_facts AS SELECT CAST(? AS BIGINT) AS files_seen, CAST(? AS DATE) AS max_date",
             [files_seen, today + dt.timedelta(days=1)],
         )
-        for spec in specs:
-            checkpoint = built.checkpoints[spec.name]
-            chunks = 0
-            incremental = touched is not None and rewritten is not None and not _has_mostly(spec)
-            for scope in scopes if "checked_" in spec.frame_sql else [None]:
-                if scope is not None:
-                    _scope_views(con, publication, tables, scope, incremental)
-                frame = spec.frame_sql
-                if incremental and scope is None:
-                    frame = _changed_rows(con, spec)
-                reader = con.sql(frame).to_arrow_reader(chunk_rows)
-                for chunk in _chunks(reader, chunk_rows, chunk_bytes):
-                    chunks += 1
-                    _collect(spec.name, checkpoint, chunk.to_pandas(), outcomes, run_name)
-            if chunks == 0 and incremental:
-                _unchanged(spec, outcomes)  # no row to check: they all passed before
-            elif chunks == 0:  # an empty table is still checked (row-count expectations)
-                _collect(spec.name, checkpoint, reader.schema.empty_table().to_pandas(), outcomes, run_name)
+        frames = _frames(
+            con,
+            specs,
+            publication,
+            tables,
+            scopes,
+            rewritten is not None and touched is not None,
+            chunk_rows,
+            chunk_bytes,
+        )
+        # An incremental run's frames are small: DuckDB computes the next while Great
+        # Expectations (pure Python) checks this one. A full build's are read one at a time,
+        # so that no second chunk is held beside the one being checked (memory).
+        with _ahead(frames, con) if touched is not None else nullcontext(frames) as stream:
+            for spec, frame in stream:
+                if frame is None:
+                    _unchanged(spec, outcomes)  # no row to check: they all passed before
+                else:
+                    _collect(spec.name, built.checkpoints[spec.name], frame, outcomes, run_name)
         if build_docs:
             built.context.build_data_docs(site_names=["pipeline"])
             from pipeline.quality.datadocs import make_offline
@@ -376,6 +379,86 @@ def validate_publication(
     )
     index = docs_dir / "index.html"
     return ValidationReport(passed, ordered, report_path, index if index.exists() else None)
+
+
+def _frames(
+    con: duckdb.DuckDBPyConnection,
+    specs: list[SuiteSpec],
+    publication: Path,
+    tables: list[str],
+    scopes: list[dict[str, list[str]]],
+    touched: bool,
+    chunk_rows: int,
+    chunk_bytes: int,
+) -> Iterator[tuple[SuiteSpec, Any]]:
+    """Each suite's frame as pandas chunks, in order: (suite, chunk), or (suite, None) for an
+    incremental suite with no row to check. An empty table yields one empty frame (it is
+    still checked: row-count expectations)."""
+    for spec in specs:
+        chunks = 0
+        incremental = touched and not _has_mostly(spec)
+        for scope in scopes if "checked_" in spec.frame_sql else [None]:
+            if scope is not None:
+                _scope_views(con, publication, tables, scope, incremental)
+            frame = spec.frame_sql
+            if incremental and scope is None:
+                frame = _changed_rows(con, spec)
+            reader = con.sql(frame).to_arrow_reader(chunk_rows)
+            for chunk in _chunks(reader, chunk_rows, chunk_bytes):
+                chunks += 1
+                yield spec, chunk.to_pandas()
+        if chunks == 0 and incremental:
+            yield spec, None
+        elif chunks == 0:
+            yield spec, reader.schema.empty_table().to_pandas()
+
+
+_DONE = object()
+
+
+@contextmanager
+def _ahead(items: Iterator[Any], con: duckdb.DuckDBPyConnection, depth: int = 2) -> Iterator[Iterator[Any]]:
+    """`items`, produced by a thread up to `depth` ahead of the consumer. The thread alone uses
+    `con` until the block ends; leaving early (an error, a signal) stops it, interrupting
+    its query, before the block returns, so the caller may close `con`."""
+    found: queue.Queue[Any] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        found.put(item, timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            found.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            found.put(exc)
+
+    def consume() -> Iterator[Any]:
+        while True:
+            item = found.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    thread = threading.Thread(target=produce, name="validation-frames", daemon=True)
+    thread.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        while thread.is_alive():
+            con.interrupt()
+            with suppress(queue.Empty):
+                found.get_nowait()  # make room, should it wait to put its error
+            thread.join(timeout=0.05)
 
 
 def _chunks(reader: Any, rows: int, max_bytes: int | None = None) -> Iterator[Any]:

@@ -540,3 +540,47 @@ def test_chunks_hold_as_many_batches_as_fit_the_byte_budget():
     wide = batches(1_000, 10, 10)  # 8,000 bytes: over the budget alone
     assert [c.num_rows for c in _chunks(iter(wide), rows=10**9, max_bytes=2_000)] == [1_000, 20]
     assert [c.num_rows for c in _chunks(iter(narrow), rows=250)] == [200, 200, 100]  # by rows
+
+
+def test_frames_read_ahead_arrive_in_order_and_errors_reach_the_checker():
+    from pipeline.quality.validate import _ahead
+
+    con = duckdb.connect()
+    with _ahead(iter(range(50)), con, depth=2) as items:
+        assert list(items) == list(range(50))
+
+    def failing():
+        yield 1
+        raise RuntimeError("frame query failed")
+
+    with pytest.raises(RuntimeError, match="frame query failed"), _ahead(failing(), con) as items:
+        list(items)
+
+
+def test_leaving_the_frames_early_stops_the_reader_and_its_query():
+    """A check that fails (or a signal) mid-way: the thread reading ahead is stopped, its
+    running query interrupted, before the connection is handed back to be closed."""
+    import threading
+    import time
+
+    from pipeline.quality.validate import _ahead
+
+    con = duckdb.connect()
+    started = threading.Event()
+
+    def frames():
+        yield "first"
+        started.set()
+        # A query that runs for minutes unless interrupted.
+        yield con.sql(
+            "SELECT count(*) FROM range(10000000000) a, range(10) b WHERE a.range % 7 = b.range"
+        ).fetchall()
+
+    begun = time.monotonic()
+    with pytest.raises(KeyError), _ahead(frames(), con) as items:
+        for _ in items:
+            assert started.wait(10)
+            raise KeyError("a check failed")
+    assert time.monotonic() - begun < 10
+    assert not any(t.name == "validation-frames" for t in threading.enumerate())
+    assert con.execute("SELECT 42").fetchone() == (42,)  # the connection is usable again
