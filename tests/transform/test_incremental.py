@@ -358,7 +358,7 @@ def test_same_content_compares_files_whatever_their_order_and_batches():
 
 @pytest.mark.parametrize("dropped", [[], [0], [9], [0, 9], [3, 4, 5], [1, 3, 7], list(range(10))])
 def test_a_manifest_without_some_rows_keeps_the_others_in_order(dropped, monkeypatch):
-    """A few dropped rows are cut out by slicing (no copy of the manifest), many by filtering:
+    """Dropped rows in a few runs are cut out by slicing (no copy of the manifest), else filtered:
     both keep every other row, in order; a table sliced again and again is put back in one
     piece before its pieces pile up."""
     import numpy as np
@@ -369,10 +369,10 @@ def test_a_manifest_without_some_rows_keeps_the_others_in_order(dropped, monkeyp
     table = pa.table({"file_path": [f"{i}.md" for i in range(10)], "size": list(range(10))})
     want = [f"{i}.md" for i in range(10) if i not in dropped]
     rows = np.array(dropped, dtype=np.int64)
-    for limit in (1000, 0):  # sliced, then filtered
-        monkeypatch.setattr(incremental, "_SLICED_UP_TO", limit)
+    for limit in (64, 0):  # sliced, then filtered
+        monkeypatch.setattr(incremental, "_MAX_PIECES", limit)
         assert incremental._without_rows(table, rows).column("file_path").to_pylist() == want
-    monkeypatch.setattr(incremental, "_SLICED_UP_TO", 1000)
+    monkeypatch.setattr(incremental, "_MAX_PIECES", 64)
     monkeypatch.setattr(incremental, "_MAX_CHUNKS", 4)
     cut = incremental._without_rows(table, np.array([1, 3, 5, 7], dtype=np.int64))
     assert cut.column("file_path").to_pylist() == ["0.md", "2.md", "4.md", "6.md", "8.md", "9.md"]
