@@ -147,6 +147,7 @@ class _Checkpoints:
     specs: list[SuiteSpec]
     context: Any
     checkpoints: dict[str, Any]
+    definitions: dict[str, Any]  # each suite's validation definition, for a quick first pass
     signature: tuple[tuple[str, int, int], ...]  # the suite files when built: edits rebuild
 
     def forget_results(self) -> None:
@@ -179,7 +180,7 @@ def _build_checkpoints(expectations_dir: Path, docs_dir: Path) -> _Checkpoints:
     suites = build_suites(specs)
     context = _gx_context(docs_dir)
     source = context.data_sources.add_pandas("publication")
-    checkpoints = {}
+    checkpoints, definitions = {}, {}
     for spec in specs:
         suite = context.suites.add(suites[spec.name])
         batch = source.add_dataframe_asset(spec.name).add_batch_definition_whole_dataframe("frame")
@@ -196,7 +197,8 @@ def _build_checkpoints(expectations_dir: Path, docs_dir: Path) -> _Checkpoints:
                 result_format=_result_format(spec),
             )
         )
-    return _Checkpoints(specs, context, checkpoints, signature)
+        definitions[spec.name] = definition
+    return _Checkpoints(specs, context, checkpoints, definitions, signature)
 
 
 def warm_up(expectations_dir: Path, docs_dir: Path) -> None:
@@ -355,7 +357,7 @@ def validate_publication(
                 if frame is None:
                     _unchanged(spec, outcomes)  # no row to check: they all passed before
                 else:
-                    _collect(spec.name, built.checkpoints[spec.name], frame, outcomes, run_name)
+                    _collect(spec, built, frame, outcomes, run_name, quick=not build_docs)
         if build_docs:
             built.context.build_data_docs(site_names=["pipeline"])
             from pipeline.quality.datadocs import make_offline
@@ -586,31 +588,54 @@ def _unchanged(spec: SuiteSpec, outcomes: dict[tuple[str, int], Outcome]) -> Non
 
 
 def _collect(
-    suite: str, checkpoint: Any, frame: Any, outcomes: dict[tuple[str, int], Outcome], run_name: Any
+    spec: SuiteSpec,
+    built: _Checkpoints,
+    frame: Any,
+    outcomes: dict[tuple[str, int], Outcome],
+    run_name: Any,
+    quick: bool = False,
 ) -> None:
-    """Validate one chunk and fold its results into `outcomes` (failing in any chunk fails)."""
-    result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_name)
+    """Validate one chunk and fold its results into `outcomes` (failing in any chunk fails).
+
+    `quick` (no Data Docs to show the results): a first pass asks Great Expectations for
+    pass or fail alone (BOOLEAN_ONLY: 0.50 s instead of 0.78 s for every suite over small
+    frames, measured), and only a suite with a failure runs again for its counts and
+    examples. A suite with a `mostly` expectation runs in full at once: it may pass with
+    unexpected rows, whose count the report gives."""
+    if quick and not _has_mostly(spec):
+        first = built.definitions[spec.name].run(
+            batch_parameters={"dataframe": frame}, result_format="BOOLEAN_ONLY", run_id=run_name
+        )
+        if all(res.success for res in first.results):
+            _fold(spec.name, first.results, outcomes)
+            return
+    result = built.checkpoints[spec.name].run(batch_parameters={"dataframe": frame}, run_id=run_name)
     for run_result in result.run_results.values():
-        for number, res in enumerate(run_result.results):
-            config = res.expectation_config
-            key = (suite, number)
-            details = res.result or {}
-            unexpected = int(details.get("unexpected_count") or 0)
-            examples = _examples(details, config.kwargs.get("column"))
-            found = outcomes.get(key)
-            if found is None:
-                kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id",)}
-                outcomes[key] = Outcome(
-                    suite,
-                    config.type,
-                    kwargs,
-                    config.meta.get("severity", CRITICAL),
-                    config.meta.get("protects", ""),
-                    bool(res.success),
-                    unexpected,
-                    examples,
-                )
-            else:
-                found.success = found.success and bool(res.success)
-                found.unexpected_count += unexpected
-                found.examples = (found.examples + examples)[:3]
+        _fold(spec.name, run_result.results, outcomes)
+
+
+def _fold(suite: str, results: list[Any], outcomes: dict[tuple[str, int], Outcome]) -> None:
+    """One validation's expectation results into `outcomes`, by the expectation's number."""
+    for number, res in enumerate(results):
+        config = res.expectation_config
+        key = (suite, number)
+        details = res.result or {}
+        unexpected = int(details.get("unexpected_count") or 0)
+        examples = _examples(details, config.kwargs.get("column"))
+        found = outcomes.get(key)
+        if found is None:
+            kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id",)}
+            outcomes[key] = Outcome(
+                suite,
+                config.type,
+                kwargs,
+                config.meta.get("severity", CRITICAL),
+                config.meta.get("protects", ""),
+                bool(res.success),
+                unexpected,
+                examples,
+            )
+        else:
+            found.success = found.success and bool(res.success)
+            found.unexpected_count += unexpected
+            found.examples = (found.examples + examples)[:3]
