@@ -7,7 +7,6 @@ SELECT e.event_id,
        coalesce(s.n, 0) AS source_rows,
        e.related_count,
        coalesce(r.n, 0) AS related_rows,
-       length(e.title) AS title_length,
        e.cover_image_url
 FROM checked_events e
 LEFT JOIN (SELECT event_id, count(*) AS n FROM checked_sources GROUP BY event_id) s ON s.event_id = e.event_id
