@@ -339,20 +339,12 @@ def validate_publication(
             "CREATE TABLE run_facts AS SELECT CAST(? AS BIGINT) AS files_seen, CAST(? AS DATE) AS max_date",
             [files_seen, today + dt.timedelta(days=1)],
         )
-        frames = _frames(
-            con,
-            specs,
-            publication,
-            tables,
-            scopes,
-            rewritten is not None and touched is not None,
-            chunk_rows,
-            chunk_bytes,
-        )
+        touched_only = rewritten is not None and touched is not None
+        frames = _frames(con, specs, publication, tables, scopes, touched_only, chunk_rows, chunk_bytes)
         # An incremental run's frames are small: DuckDB computes the next while Great
         # Expectations (pure Python) checks this one. A full build's are read one at a time,
         # so that no second chunk is held beside the one being checked (memory).
-        with _ahead(frames, con) if touched is not None else nullcontext(frames) as stream:
+        with _ahead(frames, con) if touched_only else nullcontext(frames) as stream:
             for spec, frame in stream:
                 if frame is None:
                     _unchanged(spec, outcomes)  # no row to check: they all passed before
@@ -389,16 +381,16 @@ def _frames(
     publication: Path,
     tables: list[str],
     scopes: list[dict[str, list[str]]],
-    touched: bool,
+    touched_only: bool,
     chunk_rows: int,
     chunk_bytes: int,
 ) -> Iterator[tuple[SuiteSpec, Any]]:
-    """Each suite's frame as pandas chunks, in order: (suite, chunk), or (suite, None) for an
-    incremental suite with no row to check. An empty table yields one empty frame (it is
-    still checked: row-count expectations)."""
+    """Each suite's frame as pandas chunks, in order: (suite, chunk), or (suite, None) for a
+    suite with no row to check among an incremental run's recomputed rows (`touched_only`).
+    An empty table yields one empty frame (it is still checked: row-count expectations)."""
     for spec in specs:
         chunks = 0
-        incremental = touched and not _has_mostly(spec)
+        incremental = touched_only and not _has_mostly(spec)
         for scope in scopes if "checked_" in spec.frame_sql else [None]:
             if scope is not None:
                 _scope_views(con, publication, tables, scope, incremental)
