@@ -46,22 +46,32 @@ def atomic_path(target: Path) -> Iterator[Path]:
         raise
 
 
-def save_atomic(target: Path, write: Callable[[IO[bytes]], Any], mode: int = 0o644) -> None:
-    """Create a temporary file exclusively (no link followed), let `write` fill it, flush it
-    to disk and rename it onto `target`."""
+@contextmanager
+def _exclusive_file(target: Path, mode: int = 0o644) -> Iterator[tuple[int, Path]]:
+    """A temporary file beside `target`, created exclusively (no link followed), as its
+    descriptor and path: flushed to disk and renamed onto `target` when the block succeeds,
+    removed when it fails."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(target)
     _clear(tmp)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            yield fd, tmp
+            os.fsync(fd)  # the file's data, whichever descriptor wrote it
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def save_atomic(target: Path, write: Callable[[IO[bytes]], Any], mode: int = 0o644) -> None:
+    """Create a temporary file exclusively (no link followed), let `write` fill it, flush it
+    to disk and rename it onto `target`."""
+    with _exclusive_file(target, mode) as (fd, _), os.fdopen(fd, "wb", closefd=False) as handle:
+        write(handle)
 
 
 def save_bytes(target: Path, data: bytes) -> None:
@@ -78,27 +88,13 @@ def save_parquet(target: Path, table: Any, **options: Any) -> None:
     pyarrow writes through its own file (`OSFile`), not a Python file object: through one,
     every write takes the GIL back, and with a busy thread beside it (Great Expectations'
     import, which a run overlaps with its parse) the million-file manifest took 1.75 s to
-    write instead of 0.63 s (measured). The file is first created here, exclusively and not
-    through a link, so pyarrow opens the fresh file this process owns."""
+    write instead of 0.63 s (measured). pyarrow opens the temporary file `_exclusive_file`
+    created, exclusively and not through a link: a fresh file this process owns."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(target)
-    _clear(tmp)
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644))
-    try:
-        with pa.OSFile(str(tmp), "wb") as sink:
-            pq.write_table(table, sink, **options)
-        fd = os.open(tmp, os.O_RDONLY | _NOFOLLOW)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _exclusive_file(target) as (_, tmp), pa.OSFile(str(tmp), "wb") as sink:
+        pq.write_table(table, sink, **options)
 
 
 def not_a_link(path: Path) -> str:
