@@ -25,8 +25,7 @@ from pipeline.core.config import DEFAULT_INPUT, DEFAULT_OUTPUT, RunConfig, Story
 from pipeline.core.faults import crash_point
 from pipeline.core.locations import output_location
 from pipeline.core.lock import claim_output, output_lock
-from pipeline.core.storage import save_parquet
-from pipeline.core.tables import WHOLE, part_path, runs_file
+from pipeline.core.tables import runs_file
 from pipeline.extract.discover import InputMissing, InputUnlistable
 from pipeline.publish import catalog as publishing
 from pipeline.publish import changes, runs
@@ -156,9 +155,7 @@ def write_changes(config: RunConfig, plan: steps.RunPlan, run_id: str, publicati
     """The publication's `changes` table: every published run, with what the log says of it."""
     layout = config.layout
     base = layout.publication(plan.current) if plan.current else None
-    table = changes.changes_table(layout, publishing=run_id, base=base)
-    save_parquet(part_path(publication, "changes", WHOLE), table)
-    return table.num_rows
+    return changes.write_changes_table(layout, run_id, base, publication)
 
 
 # --- Publish: make the publication current -----------------------------------------------------

@@ -27,6 +27,7 @@ from pipeline.core.storage import atomic_path
 
 YEAR = "year"  # parts by the year of the event id, plus `none` (rows without an event)
 ONE_FILE = "one_file"  # one part, `all.parquet`
+BY_RUN = "by_run"  # a part per run that added rows, older ones merged (publish/changes.py)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ TABLES: tuple[Table, ...] = (
     Table("storylines", ("storyline_id",), layout=ONE_FILE),
     Table("event_storylines", ("event_id",)),
     Table("runs", (), layout=ONE_FILE),  # small: replaced whole in change sets
-    Table("changes", ("run_id",), layout=ONE_FILE),
+    Table("changes", ("run_id",), layout=BY_RUN),
     Table("tag_spellings", ("event_id",), presorted=True, published=False),
 )
 TABLE: dict[str, Table] = {t.name: t for t in TABLES}

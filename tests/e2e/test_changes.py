@@ -222,14 +222,17 @@ def test_change_set_errors_are_one_line(prefect_server, tmp_path, capsys):
     assert code == 1 and "parquet or csv" in err
 
 
-def test_the_changes_table_equals_the_whole_log_through_a_rollback(prefect_server, tmp_path):
-    """Each run's `changes` table is its predecessor's plus its own rows when it follows the
-    publication it started from (not every transition read again); after a rollback it is
-    built from the whole log. Either way it equals the log read whole."""
+def test_the_changes_table_equals_the_whole_log_through_a_rollback(prefect_server, tmp_path, monkeypatch):
+    """Each run's `changes` table is its predecessor's parts plus one with its own rows when it
+    follows the publication it started from (not every transition read again), its parts put
+    back together past a limit; after a rollback it is built from the whole log. Either way it
+    equals the log read whole."""
     from flows.news_etl import news_etl
+    from pipeline.core.tables import parts
     from pipeline.publish import changes
     from pipeline.publish.catalog import rollback
 
+    monkeypatch.setattr(changes, "MAX_CHANGES_PARTS", 3)
     archive = tmp_path / "archive"
     shutil.copytree(SAMPLE, archive)
     out = tmp_path / "out"
@@ -246,7 +249,8 @@ def test_the_changes_table_equals_the_whole_log_through_a_rollback(prefect_serve
         return sorted(tuple(r.values()) for r in changes.changes_table(layout).to_pylist())
 
     runs = []
-    for step in range(5):
+    counts = []
+    for step in range(8):
         if step == 3:
             rollback(layout, runs[1])  # back over run 2: the next run reads the whole log
         touch(
@@ -256,5 +260,8 @@ def test_the_changes_table_equals_the_whole_log_through_a_rollback(prefect_serve
         result = news_etl(input=str(archive), output=str(out))
         runs.append(result["run_id"])
         assert published_changes() == whole_log(), step
+        counts.append(len(parts(Path(result["publication"]), "changes")))
+    # one part after the first run and after the rollback; one more per run, at most three
+    assert counts == [1, 2, 3, 1, 2, 3, 2, 3]
     # every published run's events, the run rolled back over included (as the log has them)
     assert {row[0] for row in published_changes()} == set(runs)
