@@ -3,6 +3,7 @@ Arrow listing, the boundary between discover and parse."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat as stat_module
 from collections.abc import Callable, Sequence
@@ -98,14 +99,50 @@ class BadChangedPath(ValueError):
     """A reported changed path that is not a relative path inside the input."""
 
 
-def update_listing(root: Path, known: pa.Table, changed: Sequence[str]) -> pa.Table:
-    """The listing after the `changed` paths, without walking the archive: `known` is the
-    previous listing (rel_path, size, mtime_ns: the incremental manifest's files), and each
-    changed path (relative to `root`, `/`-separated, as a watcher or a mirroring tool reports
-    it: a file or a folder, created, modified, moved or removed) is looked at again. A file
-    is stat-ed; a folder is walked, and its files replace every known file under it; a path
-    that no longer exists removes what was known at it or under it. The result equals a full
-    listing when the reported paths cover every change."""
+class ListingDelta(NamedTuple):
+    """What reported changed paths change in a listing: the rows of the files found at or
+    under them (`fresh`, LISTING_SCHEMA, unsorted), and which known rows they replace: those
+    at the paths `replaced` or under the folders `prefixes` (each ending in `/`)."""
+
+    fresh: pa.Table
+    replaced: list[str]
+    prefixes: list[str]
+
+    def unlisted(self, known: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+        """Which of the `known` relative paths the delta replaces (a boolean mask): a few
+        hash lookups per path, 30 ms at a million, where a new listing took 0.7 s."""
+        mask = pc.is_in(known, value_set=pa.array(sorted(self.replaced), pa.string()))
+        for prefix in self.prefixes:
+            mask = pc.or_(mask, pc.starts_with(known, prefix))
+        return mask
+
+    def to_table(self, root: Path) -> pa.Table:
+        """The delta as a listing file's table: its fresh rows, what they replace in metadata."""
+        replaces = json.dumps({"replaced": sorted(self.replaced), "prefixes": self.prefixes})
+        return self.fresh.replace_schema_metadata(
+            {ROOT_KEY: os.fsencode(str(root)), DELTA_KEY: replaces.encode("utf-8")}
+        )
+
+    @classmethod
+    def of(cls, table: pa.Table) -> ListingDelta | None:
+        """The delta a listing file holds; None for a whole listing."""
+        meta = (table.schema.metadata or {}).get(DELTA_KEY)
+        if meta is None:
+            return None
+        replaces = json.loads(meta)
+        return cls(table.replace_schema_metadata(None), replaces["replaced"], replaces["prefixes"])
+
+
+# Metadata of a listing file that holds a delta (the rows of the changed paths alone).
+DELTA_KEY = b"delta"
+
+
+def listing_delta(root: Path, changed: Sequence[str]) -> ListingDelta:
+    """Look at the `changed` paths again, without walking the archive. Each (relative to
+    `root`, `/`-separated, as a watcher or a mirroring tool reports it: a file or a folder,
+    created, modified, moved or removed) is looked at: a file is stat-ed; a folder is walked,
+    and its files replace every known file under it; a path that no longer exists removes
+    what was known at it or under it."""
     replaced: set[str] = set()
     prefixes: list[str] = []
     chunks: list[walk.Chunk] = []
@@ -158,21 +195,35 @@ def update_listing(root: Path, known: pa.Table, changed: Sequence[str]) -> pa.Ta
     errors = [error for chunk in chunks for error in chunk.errors]
     if errors:
         raise InputUnlistable(root, errors)
-    keep = pc.invert(pc.is_in(known["rel_path"], pa.array(sorted(replaced), pa.string())))
-    for prefix in prefixes:
-        keep = pc.and_(keep, pc.invert(pc.starts_with(known["rel_path"], prefix)))
-    kept = known.filter(keep)
-    rows = pa.table(
+    fresh = [_batch(c) for c in (*chunks, single) if len(c)]
+    return ListingDelta(pa.Table.from_batches(fresh, schema=LISTING_SCHEMA), sorted(replaced), prefixes)
+
+
+def known_rows(root: Path, known: pa.Table) -> pa.Table:
+    """Listing rows for `known` files (rel_path, size, mtime_ns: the incremental manifest's)."""
+    return pa.table(
         {
-            "rel_path": kept["rel_path"],
-            **dict(zip(("os_path", "bad_name"), _escaped_names(root, kept["rel_path"]), strict=True)),
-            "size": kept["size"],
-            "mtime_ns": kept["mtime_ns"],
+            "rel_path": known["rel_path"],
+            **dict(zip(("os_path", "bad_name"), _escaped_names(root, known["rel_path"]), strict=True)),
+            "size": known["size"],
+            "mtime_ns": known["mtime_ns"],
         },
         schema=LISTING_SCHEMA,
     )
-    fresh = [_batch(c) for c in (*chunks, single) if len(c)]
-    table = pa.concat_tables([rows, pa.Table.from_batches(fresh, schema=LISTING_SCHEMA)]) if fresh else rows
+
+
+def update_listing(root: Path, known: pa.Table, changed: Sequence[str]) -> pa.Table:
+    """The listing after the `changed` paths (see `listing_delta`), without walking the
+    archive: `known` is the previous listing (rel_path, size, mtime_ns: the incremental
+    manifest's files). The result equals a full listing when the reported paths cover every
+    change."""
+    return apply_delta(root, known, listing_delta(root, changed))
+
+
+def apply_delta(root: Path, known: pa.Table, delta: ListingDelta) -> pa.Table:
+    """The whole listing: the `known` rows the delta does not replace, and its fresh ones."""
+    kept = known.filter(pc.invert(delta.unlisted(known["rel_path"])))
+    table = pa.concat_tables([known_rows(root, kept), delta.fresh])
     return table.sort_by("rel_path").replace_schema_metadata({ROOT_KEY: os.fsencode(str(root))})
 
 

@@ -297,6 +297,36 @@ def test_an_event_dated_ahead_leaves_when_the_clock_returns(prefect_server, tmp_
     ]
 
 
+@pytest.mark.parametrize("reported", [False, True], ids=["listed", "reported-paths"])
+def test_a_file_dated_too_far_ahead_is_read_again_on_another_day_only(
+    prefect_server, tmp_path, monkeypatch, reported
+):
+    """Whether the archive is listed or only the changed paths are reported (a watcher)."""
+    import datetime as dt
+
+    from flows.news_etl import news_etl
+    from pipeline.core import config
+
+    real_today = config.utc_today()
+    archive = small_archive(tmp_path / "in")
+    ahead = real_today + dt.timedelta(days=2)
+    write_archive(archive, {"inbox/ahead.md": event_doc(date=ahead.isoformat(), title="From the future")})
+    out = tmp_path / "out"
+    monkeypatch.setattr(config, "utc_today", lambda: real_today)
+    first = news_etl(input=str(archive), output=str(out))
+    assert (first["events"], first["rejected"]) == (3, 1)
+    # The same day: its rejection stands, only the new file is read.
+    write_archive(archive, {"news/2019/07/1/new.md": event_doc(date="2019-07-01", title="New")})
+    same_day = news_etl(
+        input=str(archive), output=str(out), changed_paths=["news/2019/07/1/new.md"] if reported else None
+    )
+    assert (same_day["files_read"], same_day["events"], same_day["rejected"]) == (1, 4, 1)
+    # The next day its date is tomorrow's: read again, and accepted.
+    monkeypatch.setattr(config, "utc_today", lambda: real_today + dt.timedelta(days=1))
+    next_day = news_etl(input=str(archive), output=str(out), changed_paths=[] if reported else None)
+    assert (next_day["files_read"], next_day["events"], next_day["rejected"]) == (1, 5, 0)
+
+
 # --- 8. a run that failed after writing its runs file ----------------------------------------------------
 def test_a_run_that_failed_to_publish_is_not_recorded_as_published(prefect_server, tmp_path, monkeypatch):
     import errno

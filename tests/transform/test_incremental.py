@@ -1,5 +1,6 @@
 """Incremental runs of the real flow equal a full rebuild after every add, edit and delete."""
 
+import datetime as dt
 import os
 import shutil
 from pathlib import Path
@@ -32,13 +33,15 @@ def full_build(archive: Path, work: Path) -> dict[str, list]:
 
 
 def retried(result: dict) -> int:
-    """Files any run re-reads: rejected for a reason that can change without an edit."""
-    from pipeline.transform.incremental import RETRY_REASONS
+    """Files any run re-reads: rejected for a reason that can change without an edit (a date
+    out of range only on another day: these runs are on one day)."""
+    from pipeline.transform.incremental import DATED_REASON, RETRY_REASONS
 
     con = duckdb.connect(result["catalog"], read_only=True)
     try:
         return con.execute(
-            "SELECT count(*) FROM files WHERE list_contains(?, reason)", [sorted(RETRY_REASONS)]
+            "SELECT count(*) FROM files WHERE list_contains(?, reason)",
+            [sorted(RETRY_REASONS - {DATED_REASON})],
         ).fetchone()[0]
     finally:
         con.close()
@@ -159,7 +162,16 @@ def test_manifest_records_the_parser_that_staged_its_rows(tmp_path):
     path = tmp_path / "manifest.parquet"
     assert not incremental.same_parser(path)  # no manifest: nothing staged can be trusted
     incremental.write_manifest(incremental.MANIFEST_SCHEMA.empty_table(), path, "run-1", "suites", "code")
-    assert incremental.manifest_origin(path) == ("run-1", "suites", incremental.parser_fingerprint(), "code")
+    assert incremental.manifest_origin(path) == (
+        "run-1",
+        "suites",
+        incremental.parser_fingerprint(),
+        "code",
+        None,
+    )
+    day = dt.date(2026, 11, 26)
+    incremental.write_manifest(incremental.MANIFEST_SCHEMA.empty_table(), path, "run-2", "s", "c", day)
+    assert incremental.manifest_origin(path).today == "2026-11-26"
     assert incremental.same_parser(path)
     table = pq.read_table(path)
     pq.write_table(
@@ -377,3 +389,120 @@ def test_a_manifest_without_some_rows_keeps_the_others_in_order(dropped, monkeyp
     cut = incremental._without_rows(table, np.array([1, 3, 5, 7], dtype=np.int64))
     assert cut.column("file_path").to_pylist() == ["0.md", "2.md", "4.md", "6.md", "8.md", "9.md"]
     assert cut.column(0).num_chunks == 1
+
+
+def test_a_delta_listing_gives_the_manifest_a_whole_listing_gives(tmp_path):
+    """A watcher's batch lists only the changed paths: the next manifest, its list of changed
+    entries and whether anything changed are those of the same run over a whole listing."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.extract.discover import LISTING_SCHEMA, ListingDelta, apply_delta
+    from pipeline.parse.schema import STAGING
+    from pipeline.transform import incremental
+
+    def entries(paths: list[str], batch: str, sha: str = "0") -> pa.Table:
+        n = len(paths)
+        return pa.table(
+            {
+                "file_path": paths,
+                "content_sha256": [sha] * n,
+                "size": [10] * n,
+                "mtime_ns": [1] * n,
+                "status": ["parsed"] * n,
+                "reason": pa.array([None] * n, pa.string()),
+                "batch": [batch] * n,
+                "event_id": [f"2020-01-01/{p}" for p in paths],
+            },
+            schema=incremental.MANIFEST_SCHEMA,
+        )
+
+    def listing(paths: list[str], size: int = 10) -> pa.Table:
+        n = len(paths)
+        return pa.table(
+            {
+                "rel_path": paths,
+                "os_path": pa.nulls(n, pa.binary()),
+                "bad_name": [False] * n,
+                "size": [size] * n,
+                "mtime_ns": [1] * n,
+            },
+            schema=LISTING_SCHEMA,
+        )
+
+    previous = pa.concat_tables(
+        [entries(["a.md", "b.md", "c.md", "d/1.md", "d/2.md", "e/1.md"], "old"), entries(["f.md"], "older")]
+    )
+    # b.md removed, c.md edited, folder d/ replaced by d/2.md and d/3.md, x.md new.
+    delta = ListingDelta(
+        listing(["c.md", "x.md", "d/2.md", "d/3.md"], size=11), ["b.md", "c.md", "x.md"], ["d/"]
+    )
+    whole = apply_delta(
+        tmp_path,
+        previous.select(["file_path", "size", "mtime_ns"]).rename_columns(["rel_path", "size", "mtime_ns"]),
+        delta,
+    )
+    assert whole.column("rel_path").to_pylist() == [
+        "a.md",
+        "c.md",
+        "d/2.md",
+        "d/3.md",
+        "e/1.md",
+        "f.md",
+        "x.md",
+    ]
+    parsed = listing(["c.md", "d/2.md", "d/3.md", "x.md"], size=11)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    staged = entries(["c.md", "d/2.md", "d/3.md", "x.md"], "new", sha="1")
+    columns = [*STAGING["stg_files"].names, "batch"]
+    pq.write_table(
+        pa.table(
+            {
+                c: staged[c] if c in staged.column_names else pa.nulls(4, STAGING["stg_files"].field(c).type)
+                for c in columns
+            }
+        ),
+        staging / "stg_files-new.parquet",
+    )
+
+    def run(files: pa.Table, with_delta: ListingDelta | None) -> incremental.NextManifest:
+        return incremental.next_manifest(files, parsed, previous, staging, ["new"], True, with_delta)
+
+    by_listing, by_delta = run(whole, None), run(delta.fresh, delta)
+    assert by_delta.table.sort_by("file_path").equals(by_listing.table.sort_by("file_path"))
+    assert by_delta.table.column("file_path").to_pylist() == [
+        "a.md",
+        "e/1.md",
+        "f.md",
+        "c.md",
+        "d/2.md",
+        "d/3.md",
+        "x.md",
+    ]
+    assert by_delta.changes.sort_by("file_path").equals(by_listing.changes.sort_by("file_path"))
+    assert sorted(by_delta.changes.column("file_path").to_pylist()) == [
+        "b.md",
+        "c.md",
+        "d/1.md",
+        "d/2.md",
+        "d/3.md",
+        "x.md",
+    ]
+    assert not by_delta.same and not by_listing.same
+    # Parsed again with the same outcome (a touched file): the same content.
+    again = entries(["c.md"], "new2")
+    pq.write_table(
+        pa.table(
+            {
+                c: again[c] if c in again.column_names else pa.nulls(1, STAGING["stg_files"].field(c).type)
+                for c in columns
+            }
+        ),
+        staging / "stg_files-new2.parquet",
+    )
+    touched = ListingDelta(listing(["c.md"]), ["c.md"], [])
+    same = incremental.next_manifest(
+        touched.fresh, listing(["c.md"]), previous, staging, ["new2"], True, touched
+    )
+    assert same.same and same.table.num_rows == previous.num_rows
