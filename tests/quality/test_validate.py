@@ -621,6 +621,10 @@ def test_a_quick_first_pass_reports_what_a_full_validation_reports(clean, tmp_pa
         # does not fix: any two validations may quote others. Whether they quote is fixed.
         for a, b in zip(quick.outcomes, full.outcomes, strict=True):
             assert asdict(a) | {"examples": bool(a.examples)} == asdict(b) | {"examples": bool(b.examples)}
+            # quoted the same way: by the same key columns (`event_id=...`), or by value
+            assert [e.split("=", 1)[0] for e in a.examples] == [e.split("=", 1)[0] for e in b.examples]
+            if a.unexpected_count == 1:  # one offending row: the same one
+                assert a.examples == b.examples
     assert not quick.passed and {o.suite for o in quick.critical_failures} >= {"events", "sources"}
     assert any(o.examples for o in quick.critical_failures)
     titles = next(o for o in quick.outcomes if o.kwargs.get("column") == "title_length")
