@@ -412,7 +412,8 @@ def test_each_critical_expectation_catches_its_breakage(clean, tmp_path, table, 
     shutil.copytree(clean, broken)
     con = duckdb.connect()
     for folder in clean.iterdir():
-        con.execute(f"CREATE VIEW {folder.name} AS SELECT * FROM read_parquet('{folder}/*.parquet')")
+        if not folder.name.startswith("."):  # a validated publication keeps frames in `.frames`
+            con.execute(f"CREATE VIEW {folder.name} AS SELECT * FROM read_parquet('{folder}/*.parquet')")
     shutil.rmtree(broken / table)
     (broken / table).mkdir()
     con.execute(f"COPY ({sql}) TO '{broken / table}/all.parquet' (FORMAT parquet)")
@@ -500,11 +501,23 @@ def test_an_incremental_check_covers_the_recomputed_rows_of_its_parts(clean, tmp
     assert [o.kwargs["column"] for o in report.warnings] == ["title_length"]
 
 
-def test_an_incremental_check_of_a_whole_table_checks_the_rows_that_changed(clean, tmp_path):
+@pytest.mark.parametrize("kept", [True, False], ids=["base-kept-its-frame", "base-kept-none"])
+def test_an_incremental_check_of_a_whole_table_checks_the_rows_that_changed(clean, tmp_path, kept):
     """tags, storylines and the other whole-table suites: the frame rows that differ from the
     previous publication's are checked (a duplicated or altered row fails); rows equal to
-    the previous publication's are not given to Great Expectations again."""
+    the previous publication's are not given to Great Expectations again. The previous
+    frame is the one that publication kept, or computed again if it kept none; each
+    validated publication keeps its own."""
+    from pipeline.quality.validate import FRAMES
     from pipeline.transform.normalize import Touched
+
+    base = tmp_path / "base"
+    shutil.copytree(clean, base)
+    if kept:
+        validate_publication(
+            base, tmp_path / "v-base", "r", FILES_SEEN, TODAY, only={"tags"}, build_docs=False
+        )
+        assert (base / FRAMES / "tags.parquet").is_file()
 
     def tags_failures(sql: str) -> set[str]:
         broken = tmp_path / f"publication-{abs(hash(sql))}"
@@ -512,8 +525,14 @@ def test_an_incremental_check_of_a_whole_table_checks_the_rows_that_changed(clea
         _rewrite_part(broken, "tags", "all", sql)
         report = validate_publication(
             broken, tmp_path / f"v-{abs(hash(sql))}", "r", FILES_SEEN, TODAY, only={"tags"},
-            build_docs=False, rewritten={"events": []}, touched=Touched([], [], clean),
+            build_docs=False, rewritten={"events": []}, touched=Touched([], [], base),
         )  # fmt: skip
+        # the publication keeps its frame: a row per tag
+        count = "SELECT count(*) FROM read_parquet('{}')"
+        assert (
+            duckdb.sql(count.format(broken / FRAMES / "tags.parquet")).fetchall()
+            == duckdb.sql(count.format(broken / "tags" / "*.parquet")).fetchall()
+        )
         return {o.kwargs.get("column") or o.kwargs.get("column_B", "") for o in report.critical_failures}
 
     assert "tag_id_occurrences" in tags_failures(
@@ -605,7 +624,8 @@ def test_a_quick_first_pass_reports_what_a_full_validation_reports(clean, tmp_pa
     shutil.copytree(clean, broken)
     con = duckdb.connect()
     for folder in clean.iterdir():
-        con.execute(f"CREATE VIEW {folder.name} AS SELECT * FROM read_parquet('{folder}/*.parquet')")
+        if not folder.name.startswith("."):  # a validated publication keeps frames in `.frames`
+            con.execute(f"CREATE VIEW {folder.name} AS SELECT * FROM read_parquet('{folder}/*.parquet')")
     short = "SELECT * REPLACE (CASE WHEN event_id = (SELECT max(event_id) FROM events) THEN 'Short' ELSE title END AS title)"
     for table, sql in (
         ("events", f"{short} FROM ({BROKEN[1][1]})"),  # a duplicate id; a title under 10 characters
