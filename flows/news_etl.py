@@ -163,6 +163,7 @@ def write_changes(config: RunConfig, plan: steps.RunPlan, run_id: str, publicati
 def publish_tables(config: RunConfig, run_id: str, next_manifest: Path, registry: Registry) -> Path:
     """Swap the catalog and `current` to the new publication, then commit the incremental state."""
     layout = config.layout
+    steps.manifest_written(next_manifest)  # an incremental run's, written in the background
     publication = publishing.publish(
         layout, run_id, config.keep_publications, config.retention, registry=registry
     )
@@ -297,6 +298,8 @@ def _run(config: RunConfig, changed: list[str] | None = None) -> dict[str, Any]:
             registry.forget(record.run_id)
         raise
     finally:
+        with suppress(BaseException):  # no writer left in the folder removed below
+            steps.manifest_written(next_manifest)
         publishing.discard(work)
     _artifacts(record, report, layout.catalog, page)
     logger.info("published %s events to %s", record.events, layout.catalog)

@@ -220,7 +220,17 @@ def parse_changes(
         save_parquet(incremental.changes_path(next_manifest), changes)
     unchanged = plan.base is not None and plan.checked and not broken and same
     origin = plan.current if unchanged and plan.current else run_id
-    incremental.write_manifest(manifest, next_manifest, origin, plan.expectations, plan.code, config.today)
+    # An incremental run's manifest is written while it normalizes (the publish waits for it);
+    # a full build's at once (its memory would add to the build's).
+    incremental.write_manifest(
+        manifest,
+        next_manifest,
+        origin,
+        plan.expectations,
+        plan.code,
+        config.today,
+        background=plan.base is not None and not unchanged,
+    )
     crash_point("parse:manifest-written")
     if unchanged:
         commit_manifest(layout, next_manifest)
@@ -250,8 +260,14 @@ def _delta_listing(
     return rows.replace_schema_metadata({ROOT_KEY: os.fsencode(str(config.input_dir))})
 
 
+def manifest_written(next_manifest: Path) -> None:
+    """Wait for the run's manifest, if it is being written in the background."""
+    incremental.manifest_written(next_manifest)
+
+
 def commit_manifest(layout: OutputLayout, next_manifest: Path) -> None:
     """Make the run's manifest the committed one and drop staging batches it does not name."""
+    incremental.manifest_written(next_manifest)
     if next_manifest.exists():
         os.replace(next_manifest, layout.manifest)
     crash_point("publish:manifest-committed")

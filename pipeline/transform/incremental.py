@@ -15,7 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import threading
 from collections.abc import Collection, Sequence
+from concurrent.futures import Future
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -135,6 +137,8 @@ def read_manifest(path: Path, keep: bool = False) -> pa.Table:
     """The manifest at `path`; empty (so every file is parsed again) if missing or of an older
     format. Raises StateError when it cannot be read (see `check_manifest`). With `keep`, the
     next read of the same file takes this table instead of reading it again."""
+    if path in _writing:
+        return _writing[path][1]
     remembered = _Remembered.get(path)
     if remembered is not None:
         return remembered
@@ -443,9 +447,15 @@ def write_manifest(
     expectations: str,
     code: str,
     today: dt.date | None = None,
+    background: bool = False,
 ) -> None:
     """Write the manifest for the publication of `run_id`, validated by suites `expectations`,
-    its rows staged by this parser against day `today`, its tables built by code `code`."""
+    its rows staged by this parser against day `today`, its tables built by code `code`.
+
+    With `background`, a thread writes it while the run goes on (0.6 s at a million files,
+    mostly outside the GIL: an incremental run normalizes meanwhile). Until
+    `manifest_written(path)` the file may be missing; `read_manifest` and
+    `manifest_in_memory` give the table."""
     metadata = {
         PUBLICATION_KEY: run_id.encode(),
         EXPECTATIONS_KEY: expectations.encode(),
@@ -454,8 +464,50 @@ def write_manifest(
     }
     if today is not None:
         metadata[TODAY_KEY] = today.isoformat().encode()
-    save_parquet(path, table.replace_schema_metadata(metadata))
-    _Remembered.put(path, table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA))
+    data = table.replace_schema_metadata(metadata)
+    rows = table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
+    if not background:
+        save_parquet(path, data)
+        _Remembered.put(path, rows)
+        return
+    done: Future[None] = Future()
+
+    def write() -> None:
+        try:
+            save_parquet(path, data)
+        except BaseException as exc:  # raised by manifest_written
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+
+    _writing[path] = (done, rows)
+    threading.Thread(target=write, name="manifest-writer", daemon=True).start()
+
+
+# Manifests being written in the background: path -> (the write's outcome, the table).
+_writing: dict[Path, tuple[Future[None], pa.Table]] = {}
+
+
+def manifest_written(path: Path) -> None:
+    """Wait until a manifest `write_manifest` writes in the background is on disk (at once if
+    none is); raises what the write met."""
+    entry = _writing.pop(path, None)
+    if entry is None:
+        return
+    done, rows = entry
+    done.result()
+    _Remembered.put(path, rows)
+
+
+def manifest_in_memory(path: Path) -> pa.Table | None:
+    """The manifest at `path` if this process holds it (being written, or remembered), else
+    None: then read it from the file."""
+    entry = _writing.get(path)
+    if entry is not None:
+        return entry[1]
+    if _Remembered.enabled and _Remembered.key is not None and _Remembered.identity(path) == _Remembered.key:
+        return _Remembered.table
+    return None
 
 
 def collect_garbage(staging: Path, live_batches: set[str]) -> int:

@@ -506,3 +506,61 @@ def test_a_delta_listing_gives_the_manifest_a_whole_listing_gives(tmp_path):
         touched.fresh, listing(["c.md"]), previous, staging, ["new2"], True, touched
     )
     assert same.same and same.table.num_rows == previous.num_rows
+
+
+def test_a_manifest_written_in_the_background_is_read_from_memory_until_written(tmp_path, monkeypatch):
+    """An incremental run's manifest is written while it normalizes: meanwhile it is read from
+    memory (never as the empty table a missing file means), and waiting for it raises what
+    the write met."""
+    import threading
+
+    from pipeline.transform import incremental
+
+    table = pa_manifest(["a.md", "b.md"])
+    gate = threading.Event()
+    real = incremental.save_parquet
+
+    def slow(path, data, **options):
+        gate.wait(10)
+        real(path, data, **options)
+
+    monkeypatch.setattr(incremental, "save_parquet", slow)
+    path = tmp_path / "manifest.parquet"
+    incremental.write_manifest(table, path, "run-1", "s", "c", background=True)
+    assert not path.exists()
+    assert incremental.read_manifest(path).column("file_path").to_pylist() == ["a.md", "b.md"]
+    assert incremental.manifest_in_memory(path) is not None
+    gate.set()
+    incremental.manifest_written(path)
+    assert path.exists() and incremental.manifest_origin(path).run_id == "run-1"
+    assert incremental.manifest_in_memory(path) is None  # not a watcher: nothing remembered
+
+    def failing(path, data, **options):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(incremental, "save_parquet", failing)
+    other = tmp_path / "other.parquet"
+    incremental.write_manifest(table, other, "run-2", "s", "c", background=True)
+    with pytest.raises(OSError, match="No space"):
+        incremental.manifest_written(other)
+
+
+def pa_manifest(paths: list[str]):
+    import pyarrow as pa
+
+    from pipeline.transform.incremental import MANIFEST_SCHEMA
+
+    n = len(paths)
+    return pa.table(
+        {
+            "file_path": paths,
+            "content_sha256": ["0"] * n,
+            "size": [1] * n,
+            "mtime_ns": [1] * n,
+            "status": ["parsed"] * n,
+            "reason": pa.array([None] * n, pa.string()),
+            "batch": ["b"] * n,
+            "event_id": [f"2020-01-01/{p}" for p in paths],
+        },
+        schema=MANIFEST_SCHEMA,
+    )
