@@ -323,9 +323,7 @@ def write_changes_table(layout: OutputLayout, publishing: str, base: Path | None
     added = _appended(layout, publishing, base)
     folder = publication / "changes"
     folder.mkdir(parents=True, exist_ok=True)
-    if added is None or base is None:
-        for stale in folder.glob("*.parquet"):
-            stale.unlink()
+    if added is None or base is None:  # (base is None only when added is: for the type checker)
         table = changes_table(layout, publishing=publishing)
         save_parquet(part_path(publication, "changes", WHOLE), table)
         return table.num_rows
