@@ -4,7 +4,9 @@ A long-running process that holds the output's lock. It starts with a sweep (a n
 the whole archive is listed, catching up on what changed while it was down), then a
 filesystem watcher (watchdog: inotify on Linux, the native APIs elsewhere; polling when the
 system has no watches left) collects the paths of created, modified, removed and moved
-`*.md` files and folders. A batch closes after a quiet period or a maximum delay, and the
+`*.md` files and folders. A batch closes once its files are complete (closed after writing,
+moved or removed) and nothing new came for 0.05 s, else after a quiet period (a file still
+open, or no close events: polling, macOS) or a maximum delay, and the
 same flow runs on those paths alone (`changed_paths`: no walk over the archive), in this
 process: the imports, the Prefect client and the temporary server are set up once. A full
 sweep also runs periodically and after any watcher error, so nothing is missed. SIGINT or
@@ -38,6 +40,9 @@ from pipeline.core.storage import save_json
 from pipeline.extract.walk import escape
 
 DEFAULT_QUIET = 0.3  # seconds without a new event before a batch runs
+# Seconds without a new event before a batch runs when every path in it is complete: its
+# file closed after writing, moved or removed. A burst's events come closer together.
+SETTLE = 0.05
 DEFAULT_MAX_DELAY = 2.0  # seconds after a batch's first event at the latest
 DEFAULT_SWEEP = 3600.0  # a full sweep this often, whatever the watcher saw
 
@@ -50,21 +55,38 @@ class Batch:
     first: float = 0.0
     last: float = 0.0
     sweep: bool = False  # the watcher failed or overflowed: list everything
+    # Files created or written and not closed since: more may follow. The others are
+    # complete (closed after writing, moved, removed).
+    writing: set[str] = field(default_factory=set)
 
-    def add(self, rel: str, now: float) -> None:
+    def add(self, rel: str, now: float, writing: bool = False) -> None:
         if not self.paths and not self.sweep:
             self.first = now
         self.paths.add(rel)
+        if writing:
+            self.writing.add(rel)
+        else:
+            self.writing.discard(rel)
         self.last = now
 
-    def due(self, now: float, quiet: float, max_delay: float) -> bool:
+    def due(self, now: float, quiet: float, max_delay: float, settle: float = SETTLE) -> bool:
+        """Quiet for `settle` with every file complete, else for `quiet` (a file still open, or
+        a system that reports no closes: polling, macOS), or `max_delay` since the first event."""
         if not self.paths and not self.sweep:
             return False
-        return now - self.last >= quiet or now - self.first >= max_delay
+        idle = now - self.last
+        complete = not self.writing and idle >= min(settle, quiet)
+        return complete or idle >= quiet or now - self.first >= max_delay
+
+
+# Events after which a file may be written further: its batch waits for its close (or the
+# quiet period). inotify reports the close of a file written (IN_CLOSE_WRITE).
+_OPEN_KINDS = ("created", "modified")
 
 
 class _Collector(FileSystemEventHandler):
-    """watchdog's event handler: paths into a queue (watchdog's thread), nothing else."""
+    """watchdog's event handler: paths into a queue (watchdog's thread), nothing else. A path
+    comes as ("writing", rel) while its file may still be written, else as ("path", rel)."""
 
     def __init__(self, root: Path, events: queue.Queue[tuple[str, str]]) -> None:
         super().__init__()
@@ -85,7 +107,8 @@ class _Collector(FileSystemEventHandler):
                 continue
             rel = raw[len(self.root) + 1 :]
             if event.is_directory or rel.endswith(b".md"):
-                self.events.put(("path", escape(os.fsdecode(rel))[0]))
+                open_ = kind in _OPEN_KINDS and not event.is_directory
+                self.events.put(("writing" if open_ else "path", escape(os.fsdecode(rel))[0]))
 
 
 _WATCHDOG_LOGS = ("watchdog.observers.inotify", "watchdog.observers.inotify_c")
@@ -230,14 +253,14 @@ class Watcher:
         try:
             while not self.stopping.is_set():
                 try:
-                    kind, rel = self.events.get(timeout=0.05)
+                    kind, rel = self.events.get(timeout=0.02)
                 except queue.Empty:
                     pass
                 else:
                     if kind == "sweep":  # events were lost (an inotify overflow)
                         batch.sweep = True
                     else:
-                        batch.add(rel, time.monotonic())
+                        batch.add(rel, time.monotonic(), writing=kind == "writing")
                 now = time.monotonic()
                 if not observer.is_alive():  # the watcher died (an error): watch again and sweep
                     self.say("warning: the file watcher stopped; sweeping the input and watching again")

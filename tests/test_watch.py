@@ -81,13 +81,36 @@ def test_a_quiet_period_closes_a_batch_of_md_paths(watching):
     )
 
 
+def test_a_closed_file_goes_at_once_and_an_open_one_waits_for_its_close(watching):
+    """A file closed after writing is complete: its batch need not wait the quiet period. One
+    still open may get more: it waits for its close (or the quiet period)."""
+    recorder = Recorder()
+    root, _, _ = watching(recorder, quiet=2.0, max_delay=10.0)
+    written = time.monotonic()
+    (root / "a.md").write_text("x")
+    recorder.wait(2)
+    assert recorder.calls[1][1] == ["a.md"] and recorder.calls[1][0] - written < 1.5
+
+    with (root / "b.md").open("w") as handle:
+        handle.write("first half")
+        handle.flush()
+        time.sleep(0.8)  # longer than the settling time, shorter than the quiet period
+        assert len(recorder.calls) == 2, "a batch ran while its file was being written"
+        handle.write(", second half")
+    closed = time.monotonic()
+    recorder.wait(3)
+    assert recorder.calls[2][1] == ["b.md"] and recorder.calls[2][0] - closed < 1.5
+
+
 def test_a_steady_stream_is_cut_at_the_maximum_delay(watching):
     recorder = Recorder()
     root, _, _ = watching(recorder, quiet=0.5, max_delay=1.0)
     first = time.monotonic()
-    for i in range(30):  # a change every 0.1 s for 3 s: never quiet
-        (root / f"{i}.md").write_text("x")
-        time.sleep(0.1)
+    with (root / "stream.md").open("w") as handle:
+        for _ in range(30):  # a write every 0.1 s for 3 s, the file open: never quiet
+            handle.write("x")
+            handle.flush()
+            time.sleep(0.1)
     assert len(recorder.calls) >= 3  # the sweep and at least two cut batches
     assert recorder.calls[1][0] - first < 2.0
 
@@ -154,7 +177,8 @@ def test_reading_the_archive_does_not_reach_the_watcher(tmp_path, monkeypatch):
         assert delivered == [] and found.empty(), sorted(set(delivered))
         (root / "d0" / "new.md").write_text("y")  # a change still is
         time.sleep(0.5)
-        assert "created" in delivered and found.get_nowait() == ("path", "d0/new.md")
+        assert "created" in delivered and found.get_nowait() == ("writing", "d0/new.md")
+        assert ("path", "d0/new.md") in [found.get_nowait() for _ in range(found.qsize())]  # closed
     finally:
         observer.stop()
         observer.join(timeout=5)
