@@ -308,9 +308,14 @@ def _incremental(
             "NULL::VARCHAR AS file_path WHERE false"
         )
     )
+    # The new publication's event ids that the recomputed Related items point at (the model
+    # `relations` asks): the fresh events, and the previous ones those items name. Not all:
+    # a million ids, hashed for each `IN`, took 0.4 s of a one-file batch at 1M events.
     con.execute(
         f"""CREATE TABLE event_ids AS
-        SELECT event_id FROM read_parquet({sql_literal(table_glob(old, "events"))}) ANTI JOIN affected USING (event_id)
+        SELECT event_id FROM read_parquet({sql_literal(table_glob(old, "events"))})
+        SEMI JOIN (SELECT DISTINCT related_event_id AS event_id FROM stg_relations) USING (event_id)
+        ANTI JOIN affected USING (event_id)
         UNION ALL SELECT event_id FROM fresh_events"""
     )
     # Relations elsewhere whose target appeared or disappeared change `resolved`: their parts too.
@@ -417,8 +422,13 @@ def _write_parts(
             )
             columns = "*"
             if name == "relations":
-                # A kept row's target may have appeared or gone: `resolved` against the new events.
-                columns = "* REPLACE (related_event_id IN (SELECT event_id FROM event_ids) AS resolved)"
+                # A kept row's target may have appeared or gone: only a recomputed event can
+                # have (it is in the new publication if it is fresh); any other is as it was.
+                columns = (
+                    "* REPLACE (CASE WHEN related_event_id IN (SELECT event_id FROM affected) "
+                    "THEN related_event_id IN (SELECT event_id FROM fresh_events) ELSE resolved END "
+                    "AS resolved)"
+                )
             sql = (
                 f"SELECT * FROM ({fresh} UNION ALL BY NAME SELECT {columns} "
                 f"FROM read_parquet({sql_literal(str(previous_part))}) {untouched}) ORDER BY {ORDER[name]}"

@@ -1,5 +1,6 @@
 -- Related items of kept events; resolved when the target event is in this publication
--- (`event_ids`: every event id of the new publication, not just the ones recomputed).
+-- (`event_ids`: event ids of the new publication, every one these items point at among them,
+-- not just the ones recomputed).
 SELECT e.event_id,
        r.position,
        r.related_event_id,
