@@ -501,6 +501,39 @@ def test_an_incremental_check_covers_the_recomputed_rows_of_its_parts(clean, tmp
     assert [o.kwargs["column"] for o in report.warnings] == ["title_length"]
 
 
+def test_an_incremental_check_skips_the_frames_of_suites_with_no_recomputed_row(clean, tmp_path):
+    """A frame that reads `checked_` tables has a row per checked row: when every one it reads
+    is empty, its suite passes without the frame being run (its joins read whole tables).
+    Here `relations`' frame cannot run at all: it is skipped for an event with no related
+    item, and run (failing) for one with some."""
+    from pipeline.transform.normalize import Touched
+
+    suites = tmp_path / "expectations"
+    shutil.copytree(DEFAULT_EXPECTATIONS, suites)
+    frame = suites / "relations.sql"
+    frame.write_text(frame.read_text(encoding="utf-8") + " CROSS JOIN no_such_table\n", encoding="utf-8")
+    with duckdb.connect() as con:
+        lonely, related = (
+            con.execute(
+                f"SELECT min(event_id) FROM '{clean}/events/*.parquet' WHERE related_count {op} 0"
+            ).fetchone()[0]
+            for op in ("=", ">")
+        )
+    rewritten = {t: sorted({lonely[:4], related[:4]}) for t in ("events", "sources", "relations")}
+
+    def check(event_id: str):
+        return validate_publication(
+            clean, tmp_path / f"v-{event_id[:10]}", "r", FILES_SEEN, TODAY, suites,
+            only={"events", "relations"}, build_docs=False, rewritten=rewritten,
+            touched=Touched([event_id], [], clean),
+        )  # fmt: skip
+
+    report = check(lonely)
+    assert report.passed and {o.suite for o in report.outcomes} == {"events", "relations"}
+    with pytest.raises(duckdb.CatalogException, match="no_such_table"):
+        check(related)
+
+
 @pytest.mark.parametrize("kept", [True, False], ids=["base-kept-its-frame", "base-kept-none"])
 def test_an_incremental_check_of_a_whole_table_checks_the_rows_that_changed(clean, tmp_path, kept):
     """tags, storylines and the other whole-table suites: the frame rows that differ from the
