@@ -313,10 +313,7 @@ def validate_publication(
     built = _checkpoints(expectations_dir, docs_dir)
     specs = [s for s in built.specs if only is None or s.name in only]
 
-    con = connect(report_dir / ".work", threads, memory_limit)
-    # Frames read the same parts again and again (`events` in five of them); parts are never
-    # rewritten in place (a new publication is a new folder), so their footers can be kept.
-    con.execute("SET parquet_metadata_cache = true")
+    con = connect(report_dir / ".work", threads, memory_limit)  # keeps footers: `events` is read by five frames
     outcomes: dict[tuple[str, int], Outcome] = {}
     from great_expectations.core.run_identifier import RunIdentifier
 
