@@ -31,7 +31,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         ("validation", {True: "passed", False: "FAILED", None: "not run"}[result["validation_passed"]]),
         ("catalog", result["catalog"]),
         ("parquet", result["current"]),
-        ("run report (HTML)", str(result["report"])),
+        ("run report (HTML)", str(result["report"] or "not written (see the warning)")),
     ]
     if result.get("data_docs") or result.get("validation_report"):
         rows.append(("validation report", str(result.get("data_docs") or result["validation_report"])))

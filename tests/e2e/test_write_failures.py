@@ -96,3 +96,28 @@ def test_an_unexpected_error_is_one_line_too(prefect_server, tmp_path, monkeypat
     assert lines[0].startswith("error: ") and lines[0].endswith("; the previous publication is intact")
     assert lines[0].startswith("error: OutOfMemoryException: Out of Memory Error")
     assert not (out / "news.duckdb").exists()
+
+
+def test_a_run_report_that_cannot_be_written_after_the_publish_is_a_warning(
+    prefect_server, tmp_path, monkeypatch, capsys
+):
+    """The report is written once the publication is current (off a watcher's path to a
+    queryable change): the run has published, so it exits 0 and says what is missing."""
+    from pipeline.core.config import OutputLayout
+    from pipeline.publish import report
+
+    out = tmp_path / "out"
+    real_save = report.save_bytes
+
+    def full_disk(target, data, *args, **kwargs):
+        if target.suffix == ".html":
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        return real_save(target, data, *args, **kwargs)
+
+    monkeypatch.setattr(report, "save_bytes", full_disk)
+    code = cli.main(["run", "--input", str(SAMPLE), "--output", str(out), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert current_run_id(OutputLayout(out.resolve())) is not None
+    assert "run report (HTML)" in printed and "not written (see the warning)" in printed
+    assert "warning: run report not written: [Errno 28] No space left on device" in printed
