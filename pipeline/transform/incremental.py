@@ -344,8 +344,8 @@ def next_manifest(
     """BuildBase entries of unchanged files plus this run's staged files; vanished files drop
     out. With `delta`, `listing` holds only its fresh rows: the files gone are the previous
     ones the delta replaces without listing them again. With `with_changes`, also the entries
-    that differ from `previous` (file_path, old_event_id, new_event_id: files gone, parsed
-    again or new), so that an incremental build need not join two whole manifests to find
+    that differ from `previous` (file_path, old_event_id, new_event_id, and `known`: true
+    when `previous` had the file; files gone, parsed again or new), so that an incremental build need not join two whole manifests to find
     them (0.75 s at a million files); a full build does not ask (its list would be every
     file)."""
     if delta is None:
@@ -379,6 +379,7 @@ def next_manifest(
     changes = (
         gone_rows.select(["file_path", "event_id"])
         .rename_columns(["file_path", "old_event_id"])
+        .append_column("known", pa.array(np.ones(gone_rows.num_rows, dtype=bool)))
         .join(
             staged.select(["file_path", "event_id"]).rename_columns(["file_path", "new_event_id"]),
             "file_path",

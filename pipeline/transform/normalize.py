@@ -259,14 +259,14 @@ def _incremental(
     listed = changes_path(live_manifest)  # written by the parse (the same rows, known there)
     if listed.exists():
         con.execute(
-            f"""CREATE TABLE changed AS SELECT file_path, old_event_id, new_event_id
+            f"""CREATE TABLE changed AS SELECT file_path, old_event_id, new_event_id, coalesce(known, false) AS known
             FROM read_parquet({sql_literal(str(listed))})"""
         )
     else:
         con.execute(
             f"""CREATE TABLE changed AS
             SELECT coalesce(n.file_path, o.file_path) AS file_path,
-                   o.event_id AS old_event_id, n.event_id AS new_event_id
+                   o.event_id AS old_event_id, n.event_id AS new_event_id, o.file_path IS NOT NULL AS known
             FROM read_parquet({sql_literal(str(previous.manifest))}) o
             FULL JOIN live_manifest n ON n.file_path = o.file_path
             WHERE o.batch IS DISTINCT FROM n.batch"""
@@ -343,7 +343,10 @@ def _incremental(
     _fresh(con, "files")
     file_parts = sorted(
         {
-            *_column(con, "SELECT DISTINCT coalesce(substr(old_event_id, 1, 4), 'none') FROM changed"),
+            # A new file had no row; a known one without an event had its row in `none`.
+            *_column(
+                con, "SELECT DISTINCT coalesce(substr(old_event_id, 1, 4), 'none') FROM changed WHERE known"
+            ),
             *_column(con, "SELECT DISTINCT coalesce(substr(new_event_id, 1, 4), 'none') FROM changed"),
             *years,
         }
