@@ -187,11 +187,15 @@ def fingerprint(directory: Path) -> str:
     return digest.hexdigest()
 
 
+_SHAPING = (".py", ".pyc", ".sql", ".json")  # the files whose bytes can change a table
+
+
 def _hash_files(digest: Any, folders: list[Path]) -> None:
-    """Add every module and SQL file under `folders` (names and bytes) to `digest`."""
+    """Add every module, SQL and JSON file under `folders` (names and bytes) to `digest`: the
+    JSON files are data that decides rows (the places' gazetteer and words)."""
     for folder in folders:
         for path in sorted(folder.rglob("*")):
-            if path.suffix in (".py", ".pyc", ".sql") and path.is_file() and "__pycache__" not in path.parts:
+            if path.suffix in _SHAPING and path.is_file() and "__pycache__" not in path.parts:
                 rel = path.relative_to(folder.parent).as_posix()
                 digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
 

@@ -180,6 +180,31 @@ def test_manifest_records_the_parser_that_staged_its_rows(tmp_path):
     assert not incremental.same_parser(path)
 
 
+def test_the_fingerprints_cover_the_data_files_that_decide_rows(tmp_path):
+    """The places' gazetteer and words are JSON beside the code: a release that changes them
+    changes `event_places`, so it must re-parse (and rebuild) like a code change."""
+    import hashlib
+
+    from pipeline.transform import incremental
+
+    def digest(folder: Path) -> str:
+        value = hashlib.sha256()
+        incremental._hash_files(value, [folder])
+        return value.hexdigest()
+
+    data = tmp_path / "places"
+    data.mkdir()
+    (data / "gazetteer.json").write_text('{"FR": ["France"]}', encoding="utf-8")
+    (data / "notes.txt").write_text("not read", encoding="utf-8")
+    before = digest(data)
+    (data / "notes.txt").write_text("still not read", encoding="utf-8")
+    assert digest(data) == before
+    (data / "gazetteer.json").write_text('{"FR": ["France", "French Republic"]}', encoding="utf-8")
+    assert digest(data) != before
+    shipped = {p.name for p in (Path(incremental.__file__).parents[1] / "places").glob("*.json")}
+    assert {"gazetteer.json", "words.json"} <= shipped  # the files this is about
+
+
 def test_a_remembered_manifest_is_never_stale(tmp_path):
     """A watcher keeps the last manifest in memory: what it returns is always the file's
     content, through a rename into place, a replacement, an in-place truncation and removal."""
