@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import stat
 from dataclasses import dataclass
@@ -111,6 +112,7 @@ def _connect(spill: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={"threads": 2, "memory_limit": "1GB"})
     con.execute("SET enable_progress_bar = false")
     con.execute(f"SET temp_directory = {sql_literal(str(spill))}")
+    con.execute("SET parquet_metadata_cache = true")  # each part is described, then read
     return con
 
 
@@ -217,6 +219,8 @@ def _changed_keys(
     key = list(TABLE[table].key)
     if TABLE[table].layout != YEAR:
         old_files, new_files = _part_files(old, table, names), _part_files(new, table, names)
+        if _same_files(old_files, new_files):  # hard-linked: nothing can differ
+            return _arrow(con, _diff_sql(con, [], [], key))
         return _arrow(con, _diff_sql(con, old_files, new_files, key, where))
     every = sorted(set(parts(old, table)) | set(parts(new, table))) if old is not None else parts(new, table)
     pieces = []
@@ -227,6 +231,16 @@ def _changed_keys(
     if not pieces:
         return _arrow(con, _diff_sql(con, [], [], key))
     return pa.concat_tables(pieces, promote_options="permissive").group_by(key).aggregate([])
+
+
+def _same_files(old_files: list[str], new_files: list[str]) -> bool:
+    """Whether both lists name the same files (hard links of one another), in order."""
+    if not old_files or len(old_files) != len(new_files):
+        return False
+    try:
+        return all(os.path.samefile(a, b) for a, b in zip(old_files, new_files, strict=True))
+    except OSError:
+        return False
 
 
 def _diff_sql(

@@ -354,7 +354,11 @@ def _incremental(
     _write_parts(con, publication, "files", file_parts, old, workers, keyed_by_file=True)
     linked += link_untouched(old, publication, "files", file_parts)
     _write_tags(con, publication, old)
-    _write_countries(con, publication)
+    if part_path(old, "countries", WHOLE).exists():  # the gazetteer ships with the code: as before
+        (publication / "countries").mkdir(parents=True, exist_ok=True)
+        linked += link_untouched(old, publication, "countries", [])
+    else:
+        _write_countries(con, publication)
     counts = con.execute(
         """SELECT count(*) FILTER (WHERE o.event_id IS NULL),
                   count(*) FILTER (WHERE o.event_id IS NOT NULL AND n.event_id IS NOT NULL
