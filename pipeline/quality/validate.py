@@ -313,7 +313,8 @@ def validate_publication(
     built = _checkpoints(expectations_dir, docs_dir)
     specs = [s for s in built.specs if only is None or s.name in only]
 
-    con = connect(report_dir / ".work", threads, memory_limit)  # keeps footers: `events` is read by five frames
+    # It keeps the Parquet footers it reads: `events` alone is read by five frames.
+    con = connect(report_dir / ".work", threads, memory_limit)
     outcomes: dict[tuple[str, int], Outcome] = {}
     from great_expectations.core.run_identifier import RunIdentifier
 
