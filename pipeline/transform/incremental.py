@@ -349,9 +349,9 @@ def next_manifest(
     out. With `delta`, `listing` holds only its fresh rows: the files gone are the previous
     ones the delta replaces without listing them again. With `with_changes`, also the entries
     that differ from `previous` (file_path, old_event_id, new_event_id, and `known`: true
-    when `previous` had the file; files gone, parsed again or new), so that an incremental build need not join two whole manifests to find
-    them (0.75 s at a million files); a full build does not ask (its list would be every
-    file)."""
+    when `previous` had the file; files gone, parsed again or new), so that an incremental
+    build need not join two whole manifests to find them (0.75 s at a million files); a full
+    build does not ask (its list would be every file)."""
     if delta is None:
         # The rows to drop (gone from the listing, or parsed again) by a join in DuckDB: 0.1 s
         # for a million files, pyarrow's is_in 0.4 s.
