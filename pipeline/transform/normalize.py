@@ -357,6 +357,7 @@ def _incremental(
     if part_path(old, "countries", WHOLE).exists():  # the gazetteer ships with the code: as before
         (publication / "countries").mkdir(parents=True, exist_ok=True)
         linked += link_untouched(old, publication, "countries", [])
+        crash_point("normalize:countries")
     else:
         _write_countries(con, publication)
     counts = con.execute(
