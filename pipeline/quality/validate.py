@@ -393,7 +393,7 @@ def _frames(
     previous publication, only those are checked). An empty table yields one empty frame
     (it is still checked: row-count expectations)."""
     touched_only = base is not None
-    counted: dict[tuple[str, bool], int] = {}  # rows of checked_<table>, by the views' kind
+    counted: dict[str, int] = {}  # rows of the incremental checked_<table> (one scope: rewritten)
     # The `checked_` views are made again only when the scope or their kind changes: a view
     # per table for each suite was 0.2 s of a one-file batch. The suites that check only
     # recomputed rows come first, those with a `mostly` expectation (whole parts) after.
@@ -406,7 +406,7 @@ def _frames(
                 if views != (number, incremental):
                     _scope_views(con, publication, tables, scope, incremental)
                     views = (number, incremental)
-                if incremental and _nothing_checked(con, spec, incremental, counted):
+                if incremental and _nothing_checked(con, spec, counted):
                     continue
             frame = spec.frame_sql
             if scope is None and not _has_mostly(spec):
@@ -424,19 +424,17 @@ def _frames(
 _CHECKED = re.compile(r"\bchecked_(\w+)")
 
 
-def _nothing_checked(
-    con: duckdb.DuckDBPyConnection, spec: SuiteSpec, incremental: bool, counted: dict[tuple[str, bool], int]
-) -> bool:
+def _nothing_checked(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, counted: dict[str, int]) -> bool:
     """Whether every `checked_` table the suite's frame reads is empty, so that its frame is:
     a frame that reads `checked_` tables has a row per checked row. Counting the few recomputed
     rows is cheaper than running the frame, whose joins read whole tables (each frame 10-50 ms
     in a one-file batch, at any size; six of them empty)."""
     names = sorted(set(_CHECKED.findall(re.sub(r"--[^\n]*", "", spec.frame_sql))))
     for name in names:
-        if (name, incremental) not in counted:
+        if name not in counted:
             ((rows,),) = con.execute(f"SELECT count(*) FROM checked_{name}").fetchall()
-            counted[name, incremental] = int(rows)
-    return all(counted[name, incremental] == 0 for name in names)
+            counted[name] = int(rows)
+    return all(counted[name] == 0 for name in names)
 
 
 _DONE = object()
