@@ -31,7 +31,8 @@ from pipeline.publish import catalog as publishing
 from pipeline.publish import changes, runs
 from pipeline.publish.registry import Registry, parse_duration
 from pipeline.publish.report import Validation, write_report
-from pipeline.quality.validate import ValidationReport, validate_publication
+from pipeline.quality import worker as validation_process
+from pipeline.quality.validate import ValidationReport
 from pipeline.transform.normalize import NormalizeResult, Touched, normalize
 
 
@@ -109,13 +110,13 @@ def validate_tables(
     touched: Touched | None = None,
 ) -> ValidationReport:
     """Run the expectation suites over the rewritten rows; critical failures block the publish."""
-    return validate_publication(
-        publication,
+    return validation_process.validate(
+        config.expectations_dir,
         config.layout.validation,
-        run_id,
-        files_seen,
-        config.today,
-        expectations_dir=config.expectations_dir,
+        publication=publication,
+        run_id=run_id,
+        files_seen=files_seen,
+        today=config.today,
         threads=config.workers,
         build_docs=config.data_docs,
         rewritten=rewritten,

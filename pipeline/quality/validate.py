@@ -12,13 +12,16 @@ with `meta.severity` (`critical` blocks publishing, `warning` is reported) and
 from __future__ import annotations
 
 import datetime as dt
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import json
 import os
 import queue
 import re
+import sys
 import threading
 from collections.abc import Collection, Iterator
-from concurrent.futures import Future
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -106,9 +109,53 @@ def load_specs(directory: Path = DEFAULT_EXPECTATIONS) -> list[SuiteSpec]:
     return specs
 
 
+# Packages that importing Great Expectations executes but our validation never uses: scipy's
+# statistics (for a KL-divergence expectation), altair (charts for Data Docs' profiling pages),
+# SQLAlchemy (its SQL engine). They were 1.0 s of its 2.6 s import (`python -X importtime`).
+_DEFERRED = frozenset({"scipy.stats", "altair", "sqlalchemy"})
+
+
+class _Deferred(importlib.abc.MetaPathFinder):
+    """Loads `_DEFERRED` modules imported by one thread with the standard library's
+    `LazyLoader`: the module object exists at once and runs its code on first attribute use,
+    so anything that does use it gets it whole, just later. Other threads import as usual."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if name not in _DEFERRED or threading.get_ident() != self.thread:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = importlib.util.LazyLoader(spec.loader)
+        return spec
+
+
+_gx_import_lock = threading.Lock()
+
+
+def _import_gx() -> Any:
+    """`great_expectations`, imported (once) without running the code of `_DEFERRED`."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    if "great_expectations" in sys.modules:
+        import great_expectations as gx
+
+        return gx
+    with _gx_import_lock:
+        finder = _Deferred()
+        sys.meta_path.insert(0, finder)
+        try:
+            import great_expectations as gx
+        finally:
+            sys.meta_path.remove(finder)
+    return gx
+
+
 def build_suites(specs: list[SuiteSpec]) -> dict[str, Any]:
     """GX suites from the specs; raises unless every listed expectation was loaded."""
-    import great_expectations as gx
+    gx = _import_gx()
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     suites = {}
@@ -159,7 +206,7 @@ class _Checkpoints:
             store.remove_key(key)
 
 
-_built: dict[tuple[Path, Path], Future[_Checkpoints]] = {}
+_built: dict[tuple[Path, Path], _Checkpoints] = {}
 KEPT_CONTEXTS = 2
 _built_lock = threading.Lock()
 
@@ -174,7 +221,7 @@ def _signature(expectations_dir: Path) -> tuple[tuple[str, int, int], ...]:
 
 
 def _build_checkpoints(expectations_dir: Path, docs_dir: Path) -> _Checkpoints:
-    import great_expectations as gx
+    gx = _import_gx()
 
     signature = _signature(expectations_dir)
     specs = load_specs(expectations_dir)
@@ -202,54 +249,25 @@ def _build_checkpoints(expectations_dir: Path, docs_dir: Path) -> _Checkpoints:
     return _Checkpoints(specs, context, checkpoints, definitions, signature)
 
 
-def warm_up(expectations_dir: Path, docs_dir: Path) -> None:
-    """Import Great Expectations, load the suites and build the context and checkpoints in a
-    background thread (about 4 s at start-up: the import 2.7 s, the rest 1.3 s), while the run
-    lists and parses; `validate_publication` with these folders takes them, then and later."""
-    key = (expectations_dir, docs_dir)
-    with _built_lock:
-        if key in _built:
-            return
-        future: Future[_Checkpoints] = Future()
-        _built[key] = future
-
-    def build() -> None:
-        try:
-            future.set_result(_build_checkpoints(expectations_dir, docs_dir))
-        except BaseException as exc:
-            future.set_exception(exc)
-
-    # A daemon thread: a run that ends early (nothing changed, interrupted) does not wait for it.
-    threading.Thread(target=build, name="gx-warm-up", daemon=True).start()
-
-
 def _checkpoints(expectations_dir: Path, docs_dir: Path) -> _Checkpoints:
-    """The checkpoints for these folders: those built before (waiting for a warm-up), unless
-    the suite files changed since or building failed; else built now."""
+    """The checkpoints for these folders: those built before, unless the suite files changed
+    since; else built now."""
     key = (expectations_dir, docs_dir)
     with _built_lock:
-        future = _built.get(key)
-    if future is not None:
-        try:
-            built = future.result()
-            if built.signature == _signature(expectations_dir):
-                return built
-        except Exception:
-            pass  # built again below, meeting the same error in this thread
+        built = _built.get(key)
+    if built is not None and built.signature == _signature(expectations_dir):
+        return built
     built = _build_checkpoints(expectations_dir, docs_dir)
-    done: Future[_Checkpoints] = Future()
-    done.set_result(built)
     with _built_lock:
         _built.pop(key, None)
-        _built[key] = done
+        _built[key] = built
         while len(_built) > KEPT_CONTEXTS:  # the oldest (tests validate into many folders)
             _built.pop(next(iter(_built)))
     return built
 
 
 def _gx_context(docs_dir: Path) -> Any:
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
+    gx = _import_gx()
 
     _skip_frame_fingerprint()
     from great_expectations.data_context.types.base import ProgressBarsConfig

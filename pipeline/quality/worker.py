@@ -1,0 +1,180 @@
+"""Great Expectations in a process of its own, started before the run needs it.
+
+Importing GX and building its context is about 2 s of Python, and so is what a run does
+before validating an empty or small change (importing Prefect, creating the flow run,
+listing, normalizing). In one process the two only take turns holding the interpreter lock:
+an empty-archive run took 5-6.5 s, most of it one waiting for the other. In a second process
+they run on two cores at once: `run` starts it beside the temporary Prefect server, before
+it imports anything heavy; a watcher keeps it for all its batches.
+
+The process serves one request at a time over a pipe (`validate_publication`'s arguments in,
+its `ValidationReport` or exception out) and ends when the pipe closes, when the run that
+started it exits (daemon), or when its parent is gone, SIGKILL included. A run
+interrupted while it validates kills it; the next validation starts another. Where no
+process can be started, validation runs in this one, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import threading
+import time
+from contextlib import suppress
+from multiprocessing import get_context
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported where used: `run` starts the process before its heavy imports
+    from pipeline.quality.validate import ValidationReport
+
+KEPT = 2  # processes kept, one per suites folder (tests validate with several)
+
+
+class ValidationProcessDied(RuntimeError):
+    """The validation process ended while it validated (killed, out of memory)."""
+
+
+def _orphaned(parent: int) -> None:
+    """End this process soon after its parent is gone (a SIGKILLed run leaves no validation
+    running behind it; polling works wherever the parent ran, thread or platform)."""
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(1)
+
+
+def _serve(conn: Any, expectations_dir: Path, docs_dir: Path, parent: int) -> None:
+    """The process's loop: build the suites' checkpoints at once, then validate on request."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to act on
+    threading.Thread(target=_orphaned, args=(parent,), name="orphaned", daemon=True).start()
+    with suppress(ImportError):  # tqdm (GX's progress bars) would make a process-shared lock,
+        from tqdm import std  # a semaphore left behind (and warned about) when we are stopped
+
+        std.TqdmDefaultWriteLock.mp_lock = None
+    from pipeline.quality.validate import _checkpoints, validate_publication
+
+    # GX logs through `logging`; unconfigured, its warnings would reach stderr from here only.
+    logging.getLogger("great_expectations").addHandler(logging.NullHandler())
+    logging.getLogger("great_expectations").propagate = False
+    with suppress(Exception):  # met again, and reported, by the first request
+        _checkpoints(expectations_dir, docs_dir)
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            reply: tuple[str, Any] = ("ok", validate_publication(**request))
+        except Exception as exc:
+            reply = ("error", _picklable(exc))
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, OSError):
+            return
+
+
+def _picklable(exc: Exception) -> Exception:
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+class ValidationProcess:
+    """One validation process for a suites folder (see the module docstring)."""
+
+    def __init__(self, expectations_dir: Path, docs_dir: Path) -> None:
+        context = get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_serve,
+            args=(child, expectations_dir, docs_dir, os.getpid()),
+            name="validation",
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+
+    def validate(self, **arguments: Any) -> ValidationReport:
+        """`validate_publication(**arguments)` in the process; a dead process raises
+        `ValidationProcessDied`, an interrupt kills it (its state is then unknown)."""
+        try:
+            try:
+                self.conn.send(arguments)
+                while not self.conn.poll(0.05):
+                    if not self.process.is_alive():
+                        raise EOFError
+                kind, value = self.conn.recv()
+            except (EOFError, OSError):  # the pipe closed under us: the process is gone
+                self.process.join(timeout=5)
+                raise ValidationProcessDied(
+                    f"the validation process ended (exit code {self.process.exitcode}) while it validated"
+                ) from None
+        except BaseException:
+            self.close()
+            raise
+        if kind == "error":
+            raise value
+        report: ValidationReport = value
+        return report
+
+    @property
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def close(self) -> None:
+        self.conn.close()
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+
+
+_processes: dict[Path, ValidationProcess] = {}
+_lock = threading.Lock()
+
+
+def start(expectations_dir: Path, docs_dir: Path) -> ValidationProcess | None:
+    """The running validation process for these suites, started now (and readied for Data
+    Docs in `docs_dir`) if there is none; None: no process can be started here."""
+    key = Path(expectations_dir).resolve()
+    with _lock:
+        process = _processes.get(key)
+        if process is not None and process.alive:
+            return process
+        _processes.pop(key, None)
+        try:
+            process = ValidationProcess(key, Path(docs_dir))
+        except Exception:  # no process can be started (a sandbox, no semaphores)
+            return None
+        _processes[key] = process
+        while len(_processes) > KEPT:
+            _processes.pop(next(iter(_processes))).close()
+        return process
+
+
+def validate(expectations_dir: Path, report_dir: Path, **arguments: Any) -> ValidationReport:
+    """`validate_publication` in the validation process for these suites (started if needed),
+    or in this process where none can be started."""
+    key = Path(expectations_dir).resolve()
+    process = start(key, Path(report_dir) / "docs")
+    if process is None:
+        from pipeline.quality.validate import validate_publication
+
+        return validate_publication(expectations_dir=key, report_dir=report_dir, **arguments)
+    try:
+        return process.validate(expectations_dir=key, report_dir=report_dir, **arguments)
+    finally:
+        if not process.alive:
+            with _lock:
+                if _processes.get(key) is process:
+                    _processes.pop(key)
+
+
+def stop_all() -> None:
+    """End every validation process (a watcher's shutdown; tests)."""
+    with _lock:
+        while _processes:
+            _processes.popitem()[1].close()

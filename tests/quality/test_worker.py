@@ -1,0 +1,125 @@
+"""Validation in its own process gives what validation in the run's process gives, and a
+process that dies, fails or is orphaned is reported or ends, never hangs a run."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from pipeline.quality import worker
+from pipeline.quality.validate import DEFAULT_EXPECTATIONS, SuiteError, validate_publication
+from tests.conftest import SAMPLE, TODAY, build_tables
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("clean")
+    build_tables(SAMPLE, work).close()
+    return work / "publication"
+
+
+@pytest.fixture(autouse=True)
+def no_processes_left():
+    yield
+    worker.stop_all()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:  # a zombie is not alive
+        return stat.read().split(") ")[-1][0] != "Z"
+
+
+def test_the_process_reports_what_validation_in_this_process_reports(clean, tmp_path):
+    there = worker.validate(
+        DEFAULT_EXPECTATIONS,
+        tmp_path / "there",
+        publication=clean,
+        run_id="run-1",
+        files_seen=40,
+        today=TODAY,
+    )
+    here = validate_publication(clean, tmp_path / "here", "run-1", 40, TODAY)
+    assert there.passed and [asdict(o) for o in there.outcomes] == [asdict(o) for o in here.outcomes]
+    assert (
+        json.loads(there.report_path.read_text())["outcomes"]
+        == json.loads(here.report_path.read_text())["outcomes"]
+    )
+    assert there.docs_index is not None and there.docs_index.exists()
+    process = worker.start(DEFAULT_EXPECTATIONS, tmp_path / "there" / "docs")
+    assert process is not None and process.process.pid != os.getpid()
+    # The same process serves the next validation (GX imported and its context built once).
+    again = worker.validate(
+        DEFAULT_EXPECTATIONS,
+        tmp_path / "there",
+        publication=clean,
+        run_id="run-2",
+        files_seen=40,
+        today=TODAY,
+    )
+    assert again.passed and worker.start(DEFAULT_EXPECTATIONS, tmp_path / "there" / "docs") is process
+
+
+def test_a_failure_in_the_process_is_raised_here_as_itself(clean, tmp_path):
+    shutil.copytree(DEFAULT_EXPECTATIONS, tmp_path / "exp")
+    suite = json.loads((tmp_path / "exp" / "events.json").read_text())
+    suite["expectations"][0]["type"] = "expect_column_values_to_be_glorious"
+    (tmp_path / "exp" / "events.json").write_text(json.dumps(suite))
+    with pytest.raises(SuiteError, match="expect_column_values_to_be_glorious"):
+        worker.validate(
+            tmp_path / "exp", tmp_path / "v", publication=clean, run_id="run-1", files_seen=40, today=TODAY
+        )
+    process = worker.start(tmp_path / "exp", tmp_path / "v" / "docs")
+    assert process is not None and process.alive  # a failed request leaves it serving
+
+
+def test_a_process_that_dies_while_validating_is_an_error_and_the_next_call_starts_another(clean, tmp_path):
+    process = worker.start(DEFAULT_EXPECTATIONS, tmp_path / "v" / "docs")
+    assert process is not None
+    # Killed while it still imports Great Expectations, the request already sent.
+    threading.Timer(0.3, os.kill, (process.process.pid, signal.SIGKILL)).start()
+    with pytest.raises(worker.ValidationProcessDied, match=r"exit code -9"):
+        worker.validate(
+            DEFAULT_EXPECTATIONS,
+            tmp_path / "v",
+            publication=clean,
+            run_id="run-1",
+            files_seen=40,
+            today=TODAY,
+        )
+    report = worker.validate(
+        DEFAULT_EXPECTATIONS, tmp_path / "v", publication=clean, run_id="run-2", files_seen=40, today=TODAY
+    )
+    assert report.passed
+    assert worker.start(DEFAULT_EXPECTATIONS, tmp_path / "v" / "docs") is not process
+
+
+def test_the_process_ends_when_the_run_that_started_it_is_killed(tmp_path):
+    script = (
+        "import sys, time; from pathlib import Path; from pipeline.quality import worker; "
+        f"p = worker.start(Path({str(DEFAULT_EXPECTATIONS)!r}), Path({str(tmp_path / 'docs')!r})); "
+        "print(p.process.pid, flush=True); time.sleep(60)"
+    )
+    run = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert run.stdout is not None
+    child = int(run.stdout.readline())
+    assert _alive(child)
+    run.kill()  # SIGKILL: no exit handler runs
+    run.wait()
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)
