@@ -271,6 +271,8 @@ def _run(config: RunConfig, changed: list[str] | None = None) -> dict[str, Any]:
         record.validation_passed = report.passed
         record.finished_at = dt.datetime.now(dt.UTC)
         if not report.passed:
+            with suppress(Exception):  # the page links them; a failure to write them is beside it
+                validation_process.finish_docs(config.expectations_dir)
             _artifacts(record, report, None, write_run_report(config, publication, record.run_id, report))
             raise ValidationFailed(report)
         if logged is not None:
@@ -306,6 +308,12 @@ def _run(config: RunConfig, changed: list[str] | None = None) -> dict[str, Any]:
     # the publication it charts is current and stays so while it is read. The run published:
     # a report it could not write is a warning, not a failure.
     page: Path | None = None
+    try:  # built by the validation process while this one published
+        validation_process.finish_docs(config.expectations_dir)
+    except Exception as exc:
+        report.docs_index = None  # the page and the summary point at the JSON report instead
+        warnings.append(f"Data Docs not written: {' '.join(str(exc).split())[:300]}")
+        logger.warning(warnings[-1])
     try:
         page = write_run_report(config, publication, record.run_id, report)
     except Exception as exc:

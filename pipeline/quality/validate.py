@@ -110,9 +110,10 @@ def load_specs(directory: Path = DEFAULT_EXPECTATIONS) -> list[SuiteSpec]:
 
 
 # Packages that importing Great Expectations executes but our validation never uses: scipy's
-# statistics (for a KL-divergence expectation), altair (charts for Data Docs' profiling pages),
-# SQLAlchemy (its SQL engine). They were 1.0 s of its 2.6 s import (`python -X importtime`).
-_DEFERRED = frozenset({"scipy.stats", "altair", "sqlalchemy"})
+# statistics (for a KL-divergence expectation) and altair (charts for Data Docs' profiling
+# pages), 0.9 s of its 2.6 s import (`python -X importtime`). SQLAlchemy (0.27 s more) stays
+# eager: Prefect's server imports its submodules piecemeal, which a lazy package breaks.
+_DEFERRED = frozenset({"scipy.stats", "altair"})
 
 
 class _Deferred(importlib.abc.MetaPathFinder):
@@ -133,29 +134,26 @@ class _Deferred(importlib.abc.MetaPathFinder):
         return spec
 
 
-_gx_import_lock = threading.Lock()
-
-
-def _import_gx() -> Any:
-    """`great_expectations`, imported (once) without running the code of `_DEFERRED`."""
+def import_gx(defer: bool = False) -> Any:
+    """`great_expectations`, imported once; with `defer` (the validation process, which
+    imports nothing else), without running the code of `_DEFERRED` until it is used."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    if "great_expectations" in sys.modules:
-        import great_expectations as gx
-
-        return gx
-    with _gx_import_lock:
+    if defer and "great_expectations" not in sys.modules:
         finder = _Deferred()
         sys.meta_path.insert(0, finder)
         try:
             import great_expectations as gx
         finally:
             sys.meta_path.remove(finder)
+        return gx
+    import great_expectations as gx
+
     return gx
 
 
 def build_suites(specs: list[SuiteSpec]) -> dict[str, Any]:
     """GX suites from the specs; raises unless every listed expectation was loaded."""
-    gx = _import_gx()
+    gx = import_gx()
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     suites = {}
@@ -221,7 +219,7 @@ def _signature(expectations_dir: Path) -> tuple[tuple[str, int, int], ...]:
 
 
 def _build_checkpoints(expectations_dir: Path, docs_dir: Path) -> _Checkpoints:
-    gx = _import_gx()
+    gx = import_gx()
 
     signature = _signature(expectations_dir)
     specs = load_specs(expectations_dir)
@@ -267,7 +265,7 @@ def _checkpoints(expectations_dir: Path, docs_dir: Path) -> _Checkpoints:
 
 
 def _gx_context(docs_dir: Path) -> Any:
-    gx = _import_gx()
+    gx = import_gx()
 
     _skip_frame_fingerprint()
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -311,6 +309,7 @@ def validate_publication(
     build_docs: bool = True,
     rewritten: dict[str, list[str]] | None = None,
     touched: Touched | None = None,
+    docs_later: bool = False,
 ) -> ValidationReport:
     """Run every suite (or those named in `only`) over the publication's Parquet; write a JSON
     report and, with `build_docs`, Data Docs.
@@ -326,7 +325,8 @@ def validate_publication(
     frame rows that differ from the previous publication's; suites with a `mostly`
     expectation (a share of the whole) keep their parts or whole tables.
     Suites whose frame reads no `checked_` table (tags, storylines, run_summary, daily) run once,
-    whole."""
+    whole. With `docs_later`, the Data Docs are left to `write_data_docs`, which the caller
+    runs after it has used the report (the validation process answers first)."""
     docs_dir = report_dir / "docs"
     built = _checkpoints(expectations_dir, docs_dir)
     specs = [s for s in built.specs if only is None or s.name in only]
@@ -371,14 +371,12 @@ def validate_publication(
                     _unchanged(spec, outcomes)  # no row to check: they all passed before
                 else:
                     _collect(spec, built, frame, outcomes, run_name, quick=not build_docs)
-        if build_docs:
-            built.context.build_data_docs(site_names=["pipeline"])
-            from pipeline.quality.datadocs import make_offline
-
-            make_offline(docs_dir)
+        if build_docs and not docs_later:
+            _data_docs(built, docs_dir)
     finally:
         con.close()
-        built.forget_results()
+        if not (build_docs and docs_later):
+            built.forget_results()
 
     ordered = [outcomes[key] for key in sorted(outcomes)]
     passed = not any(not o.success and o.severity == CRITICAL for o in ordered)
@@ -393,7 +391,24 @@ def validate_publication(
         encoding="utf-8",
     )
     index = docs_dir / "index.html"
-    return ValidationReport(passed, ordered, report_path, index if index.exists() else None)
+    shown = index.exists() or (build_docs and docs_later)
+    return ValidationReport(passed, ordered, report_path, index if shown else None)
+
+
+def write_data_docs(expectations_dir: Path, docs_dir: Path) -> None:
+    """The Data Docs of the results a `validate_publication(..., docs_later=True)` left."""
+    built = _checkpoints(expectations_dir, docs_dir)
+    try:
+        _data_docs(built, docs_dir)
+    finally:
+        built.forget_results()
+
+
+def _data_docs(built: _Checkpoints, docs_dir: Path) -> None:
+    built.context.build_data_docs(site_names=["pipeline"])
+    from pipeline.quality.datadocs import make_offline
+
+    make_offline(docs_dir)
 
 
 def _frames(

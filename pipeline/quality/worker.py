@@ -16,7 +16,6 @@ process can be started, validation runs in this one, as before.
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 import signal
@@ -53,24 +52,31 @@ def _serve(conn: Any, expectations_dir: Path, docs_dir: Path, parent: int) -> No
         from tqdm import std  # a semaphore left behind (and warned about) when we are stopped
 
         std.TqdmDefaultWriteLock.mp_lock = None
-    from pipeline.quality.validate import _checkpoints, validate_publication
+    from pipeline.quality.validate import _checkpoints, import_gx, validate_publication, write_data_docs
 
-    # GX logs through `logging`; unconfigured, its warnings would reach stderr from here only.
-    logging.getLogger("great_expectations").addHandler(logging.NullHandler())
-    logging.getLogger("great_expectations").propagate = False
     with suppress(Exception):  # met again, and reported, by the first request
+        import_gx(defer=True)
         _checkpoints(expectations_dir, docs_dir)
     while True:
         try:
             request = conn.recv()
         except (EOFError, OSError):
             return
+        # The report goes back before the Data Docs are built (0.7 s for an empty archive's
+        # ten results): the run publishes meanwhile and asks for them at its end.
+        later = bool(request.get("build_docs", True))
         try:
-            reply: tuple[str, Any] = ("ok", validate_publication(**request))
+            reply: tuple[str, Any] = ("ok", validate_publication(**request, docs_later=later))
         except Exception as exc:
-            reply = ("error", _picklable(exc))
+            later, reply = False, ("error", _picklable(exc))
         try:
             conn.send(reply)
+            if later:
+                try:
+                    write_data_docs(request["expectations_dir"], Path(request["report_dir"]) / "docs")
+                    conn.send(("docs", None))
+                except Exception as exc:
+                    conn.send(("docs", _picklable(exc)))
         except (BrokenPipeError, OSError):
             return
 
@@ -97,29 +103,52 @@ class ValidationProcess:
         )
         self.process.start()
         child.close()
+        self.docs_pending = False
 
     def validate(self, **arguments: Any) -> ValidationReport:
         """`validate_publication(**arguments)` in the process; a dead process raises
-        `ValidationProcessDied`, an interrupt kills it (its state is then unknown)."""
+        `ValidationProcessDied`, an interrupt kills it (its state is then unknown). The Data
+        Docs are built after the report comes back: `finish_docs` waits for them."""
         try:
-            try:
-                self.conn.send(arguments)
-                while not self.conn.poll(0.05):
-                    if not self.process.is_alive():
-                        raise EOFError
-                kind, value = self.conn.recv()
-            except (EOFError, OSError):  # the pipe closed under us: the process is gone
-                self.process.join(timeout=5)
-                raise ValidationProcessDied(
-                    f"the validation process ended (exit code {self.process.exitcode}) while it validated"
-                ) from None
+            if self.docs_pending:  # an earlier run's, which it did not wait for
+                with suppress(Exception):
+                    self.finish_docs()
+            self.conn.send(arguments)
+            kind, value = self._receive()
         except BaseException:
             self.close()
             raise
         if kind == "error":
             raise value
+        self.docs_pending = bool(arguments.get("build_docs", True))
         report: ValidationReport = value
         return report
+
+    def finish_docs(self) -> None:
+        """Wait until the last validation's Data Docs are written; raises what building met."""
+        if not self.docs_pending:
+            return
+        try:
+            _, error = self._receive()
+        except BaseException:
+            self.close()
+            raise
+        self.docs_pending = False
+        if error is not None:
+            raise error
+
+    def _receive(self) -> tuple[str, Any]:
+        try:
+            while not self.conn.poll(0.05):
+                if not self.process.is_alive():
+                    raise EOFError
+            reply: tuple[str, Any] = self.conn.recv()
+            return reply
+        except (EOFError, OSError):  # the pipe closed under us: the process is gone
+            self.process.join(timeout=5)
+            raise ValidationProcessDied(
+                f"the validation process ended (exit code {self.process.exitcode}) while it validated"
+            ) from None
 
     @property
     def alive(self) -> bool:
@@ -166,6 +195,23 @@ def validate(expectations_dir: Path, report_dir: Path, **arguments: Any) -> Vali
         return validate_publication(expectations_dir=key, report_dir=report_dir, **arguments)
     try:
         return process.validate(expectations_dir=key, report_dir=report_dir, **arguments)
+    finally:
+        if not process.alive:
+            with _lock:
+                if _processes.get(key) is process:
+                    _processes.pop(key)
+
+
+def finish_docs(expectations_dir: Path) -> None:
+    """Wait for the Data Docs of the last validation with these suites (built already when
+    validation ran in this process); raises what building them met."""
+    key = Path(expectations_dir).resolve()
+    with _lock:
+        process = _processes.get(key)
+    if process is None:
+        return
+    try:
+        process.finish_docs()
     finally:
         if not process.alive:
             with _lock:

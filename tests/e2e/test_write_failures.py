@@ -3,6 +3,7 @@ publication intact, and the next run succeeds."""
 
 import errno
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,22 @@ def test_a_run_report_that_cannot_be_written_after_the_publish_is_a_warning(
     assert current_run_id(OutputLayout(out.resolve())) is not None
     assert "run report (HTML)" in printed and "not written (see the warning)" in printed
     assert "warning: run report not written: [Errno 28] No space left on device" in printed
+
+
+def test_data_docs_that_cannot_be_written_are_a_warning_after_the_publish(prefect_server, tmp_path, capsys):
+    """Data Docs are built by the validation process while the run publishes: a failure to
+    write them comes after the publish, so the run exits 0, says so, and links no missing page."""
+    from pipeline.core.config import OutputLayout
+
+    out = tmp_path / "out"
+    assert cli.main(["run", "--input", str(SAMPLE), "--output", str(out), "--no-progress"]) == 0
+    first = current_run_id(OutputLayout(out.resolve()))
+    docs = out / "validation" / "docs"
+    shutil.rmtree(docs)
+    docs.write_text("a file where the docs folder goes")
+    capsys.readouterr()
+    code = cli.main(["run", "--input", str(SAMPLE), "--output", str(out), "--no-progress", "--full-refresh"])
+    printed = capsys.readouterr().out
+    assert code == 0 and current_run_id(OutputLayout(out.resolve())) not in (None, first)
+    assert "warning: Data Docs not written: " in printed
+    assert "validation report" in printed and str(docs / "index.html") not in printed

@@ -58,7 +58,10 @@ def test_the_process_reports_what_validation_in_this_process_reports(clean, tmp_
         json.loads(there.report_path.read_text())["outcomes"]
         == json.loads(here.report_path.read_text())["outcomes"]
     )
-    assert there.docs_index is not None and there.docs_index.exists()
+    # The report comes back first; the Data Docs follow, listing the run.
+    assert there.docs_index == tmp_path / "there" / "docs" / "index.html"
+    worker.finish_docs(DEFAULT_EXPECTATIONS)
+    assert "run-1" in there.docs_index.read_text(encoding="utf-8")
     process = worker.start(DEFAULT_EXPECTATIONS, tmp_path / "there" / "docs")
     assert process is not None and process.process.pid != os.getpid()
     # The same process serves the next validation (GX imported and its context built once).
@@ -123,3 +126,22 @@ def test_the_process_ends_when_the_run_that_started_it_is_killed(tmp_path):
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(child)
+
+
+def test_data_docs_that_cannot_be_written_are_raised_by_finish_docs_and_the_process_serves_on(
+    clean, tmp_path
+):
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "docs").write_text("a file where the docs folder goes")
+    report = worker.validate(
+        DEFAULT_EXPECTATIONS, tmp_path / "v", publication=clean, run_id="run-1", files_seen=40, today=TODAY
+    )
+    assert report.passed
+    with pytest.raises(Exception, match="docs"):
+        worker.finish_docs(DEFAULT_EXPECTATIONS)
+    (tmp_path / "v" / "docs").unlink()
+    again = worker.validate(
+        DEFAULT_EXPECTATIONS, tmp_path / "v", publication=clean, run_id="run-2", files_seen=40, today=TODAY
+    )
+    worker.finish_docs(DEFAULT_EXPECTATIONS)
+    assert again.passed and again.docs_index is not None and "run-2" in again.docs_index.read_text("utf-8")
