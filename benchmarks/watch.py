@@ -10,7 +10,8 @@ runs against a running Prefect API. Then:
 - burst                     `--burst` files written at once: seconds until all are visible
 - rss_after_10 / rss_after_N / rss_ratio   resident memory (MiB) of the watcher and its
                             children (the validation process) after 10 single-file batches
-                            and after `--memory-batches`
+                            and after `--memory-batches` (and the watcher's alone: whose
+                            memory grows; every 100 batches both are printed)
 
 Targets (issue 22): p50 <= 1 s, p95 <= 2 s, burst of 500 <= 15 s, ratio <= 1.2 after 1,000.
 Results are saved as kind `watch` (BENCHMARKS.md is generated from them).
@@ -75,6 +76,13 @@ def rss_mib(pid: int) -> float:
     return tree_rss_bytes(pid) / 2**20
 
 
+def process_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -122,6 +130,7 @@ def main() -> int:
         count_title = "SELECT count(*) FROM events WHERE event_id = ? AND title = ?"
         latencies: list[float] = []
         rss: dict[int, float] = {}
+        alone: dict[int, float] = {}  # the watcher process without its children
         total = max(args.singles, args.memory_batches)
         for i in range(total):
             title = f"Watched event number {i} arrives"
@@ -135,7 +144,13 @@ def main() -> int:
             if done in (10, total):
                 time.sleep(1.0)  # the batch's log line and status written
                 rss[done] = rss_mib(watcher.pid)
-            print(f"single {done}/{total}: {seconds:.2f} s", flush=True)
+                alone[done] = process_rss_mib(watcher.pid)
+            memory = ""
+            if done % 100 == 0:  # the shape of any growth, and whose it is
+                memory = (
+                    f" (tree {rss_mib(watcher.pid):.0f} MiB, watcher {process_rss_mib(watcher.pid):.0f} MiB)"
+                )
+            print(f"single {done}/{total}: {seconds:.2f} s{memory}", flush=True)
         batch_seconds = [
             float(m.group(1))
             for line in lines
@@ -179,6 +194,8 @@ def main() -> int:
         "rss_after_10": rss[10],
         f"rss_after_{total}": rss[total],
         "rss_ratio": rss[total] / rss[10],
+        "rss_watcher_after_10": alone[10],
+        f"rss_watcher_after_{total}": alone[total],
     }
     for name, value in values.items():
         print(f"{name:24} {value:8.2f}")
