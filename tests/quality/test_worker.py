@@ -34,6 +34,13 @@ def no_processes_left():
     worker.stop_all()
 
 
+def _validate(publication: Path, expectations: Path, report_dir: Path, run_id: str):
+    """`publication` validated in the validation process for these suites."""
+    return worker.validate(
+        expectations, report_dir, publication=publication, run_id=run_id, files_seen=40, today=TODAY
+    )
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -44,14 +51,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_the_process_reports_what_validation_in_this_process_reports(clean, tmp_path):
-    there = worker.validate(
-        DEFAULT_EXPECTATIONS,
-        tmp_path / "there",
-        publication=clean,
-        run_id="run-1",
-        files_seen=40,
-        today=TODAY,
-    )
+    there = _validate(clean, DEFAULT_EXPECTATIONS, tmp_path / "there", "run-1")
     here = validate_publication(clean, tmp_path / "here", "run-1", 40, TODAY)
     assert there.passed and [asdict(o) for o in there.outcomes] == [asdict(o) for o in here.outcomes]
     assert (
@@ -65,14 +65,7 @@ def test_the_process_reports_what_validation_in_this_process_reports(clean, tmp_
     process = worker.start(DEFAULT_EXPECTATIONS, tmp_path / "there" / "docs")
     assert process is not None and process.process.pid != os.getpid()
     # The same process serves the next validation (GX imported and its context built once).
-    again = worker.validate(
-        DEFAULT_EXPECTATIONS,
-        tmp_path / "there",
-        publication=clean,
-        run_id="run-2",
-        files_seen=40,
-        today=TODAY,
-    )
+    again = _validate(clean, DEFAULT_EXPECTATIONS, tmp_path / "there", "run-2")
     assert again.passed and worker.start(DEFAULT_EXPECTATIONS, tmp_path / "there" / "docs") is process
 
 
@@ -82,9 +75,7 @@ def test_a_failure_in_the_process_is_raised_here_as_itself(clean, tmp_path):
     suite["expectations"][0]["type"] = "expect_column_values_to_be_glorious"
     (tmp_path / "exp" / "events.json").write_text(json.dumps(suite))
     with pytest.raises(SuiteError, match="expect_column_values_to_be_glorious"):
-        worker.validate(
-            tmp_path / "exp", tmp_path / "v", publication=clean, run_id="run-1", files_seen=40, today=TODAY
-        )
+        _validate(clean, tmp_path / "exp", tmp_path / "v", "run-1")
     process = worker.start(tmp_path / "exp", tmp_path / "v" / "docs")
     assert process is not None and process.alive  # a failed request leaves it serving
 
@@ -95,17 +86,8 @@ def test_a_process_that_dies_while_validating_is_an_error_and_the_next_call_star
     # Killed while it still imports Great Expectations, the request already sent.
     threading.Timer(0.3, os.kill, (process.process.pid, signal.SIGKILL)).start()
     with pytest.raises(worker.ValidationProcessDied, match=r"exit code -9"):
-        worker.validate(
-            DEFAULT_EXPECTATIONS,
-            tmp_path / "v",
-            publication=clean,
-            run_id="run-1",
-            files_seen=40,
-            today=TODAY,
-        )
-    report = worker.validate(
-        DEFAULT_EXPECTATIONS, tmp_path / "v", publication=clean, run_id="run-2", files_seen=40, today=TODAY
-    )
+        _validate(clean, DEFAULT_EXPECTATIONS, tmp_path / "v", "run-1")
+    report = _validate(clean, DEFAULT_EXPECTATIONS, tmp_path / "v", "run-2")
     assert report.passed
     assert worker.start(DEFAULT_EXPECTATIONS, tmp_path / "v" / "docs") is not process
 
@@ -133,15 +115,11 @@ def test_data_docs_that_cannot_be_written_are_raised_by_finish_docs_and_the_proc
 ):
     (tmp_path / "v").mkdir()
     (tmp_path / "v" / "docs").write_text("a file where the docs folder goes")
-    report = worker.validate(
-        DEFAULT_EXPECTATIONS, tmp_path / "v", publication=clean, run_id="run-1", files_seen=40, today=TODAY
-    )
+    report = _validate(clean, DEFAULT_EXPECTATIONS, tmp_path / "v", "run-1")
     assert report.passed
     with pytest.raises(Exception, match="docs"):
         worker.finish_docs(DEFAULT_EXPECTATIONS)
     (tmp_path / "v" / "docs").unlink()
-    again = worker.validate(
-        DEFAULT_EXPECTATIONS, tmp_path / "v", publication=clean, run_id="run-2", files_seen=40, today=TODAY
-    )
+    again = _validate(clean, DEFAULT_EXPECTATIONS, tmp_path / "v", "run-2")
     worker.finish_docs(DEFAULT_EXPECTATIONS)
     assert again.passed and again.docs_index is not None and "run-2" in again.docs_index.read_text("utf-8")
