@@ -373,6 +373,9 @@ def validate_publication(
                     _collect(spec, built, frame, outcomes, run_name, quick=not build_docs)
         if build_docs and not docs_later:
             _data_docs(built, docs_dir)
+    except BaseException:
+        built.forget_results()  # no Data Docs follow a failed validation: nothing stays behind
+        raise
     finally:
         con.close()
         if not (build_docs and docs_later):

@@ -123,3 +123,22 @@ def test_data_docs_that_cannot_be_written_are_raised_by_finish_docs_and_the_proc
     again = _validate(clean, DEFAULT_EXPECTATIONS, tmp_path / "v", "run-2")
     worker.finish_docs(DEFAULT_EXPECTATIONS)
     assert again.passed and again.docs_index is not None and "run-2" in again.docs_index.read_text("utf-8")
+
+
+def test_a_validation_that_fails_midway_leaves_nothing_in_the_next_data_docs(clean, tmp_path):
+    """Results of suites that ran before the error are not listed with the next run's."""
+    broken = tmp_path / "broken"
+    shutil.copytree(clean, broken)
+    shutil.rmtree(broken / "tags")  # suites that read `tags` cannot run; those before them did
+    with pytest.raises(Exception, match="tags"):
+        _validate(broken, DEFAULT_EXPECTATIONS, tmp_path / "v", "run-broken")
+    report = _validate(clean, DEFAULT_EXPECTATIONS, tmp_path / "v", "run-good")
+    worker.finish_docs(DEFAULT_EXPECTATIONS)
+    assert report.passed and report.docs_index is not None
+    pages = {p.name for p in (tmp_path / "v" / "docs" / "validations").rglob("*.html")}
+    runs = {p.parent.parent.name for p in (tmp_path / "v" / "docs" / "validations").rglob("*.html")}
+    assert (
+        pages
+        and "run-broken" not in " ".join(runs)
+        and "run-broken" not in report.docs_index.read_text("utf-8")
+    )
