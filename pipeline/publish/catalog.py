@@ -224,11 +224,15 @@ def clean_leftovers(layout: OutputLayout, registry: reg.Registry) -> None:
     current = current_run_id(layout)
     never = {r for r in registry.entries if r != current and not registry.was_current(r)}
     changes.forget(layout, never)  # their transitions were recorded but never happened
-    for run_id in list(registry.entries):
-        reg.remove_tree(layout.run_work(run_id))
-        if run_id in never:
-            reg.remove_tree(layout.publication(run_id))
-            del registry.entries[run_id]
+    # The work folders there are (a watcher's registry names every publication of the retention
+    # window: stat-ing a work folder for each took a share of every batch that grew with it).
+    working = [p.name for p in layout.work.iterdir()] if layout.work.is_dir() else []
+    for run_id in working:
+        if run_id in registry.entries:
+            reg.remove_tree(layout.run_work(run_id))
+    for run_id in never:
+        reg.remove_tree(layout.publication(run_id))
+        del registry.entries[run_id]
     if never:
         registry.save()
     if layout.work.is_dir() and not any(layout.work.iterdir()):

@@ -404,13 +404,15 @@ def path_since(layout: OutputLayout, run_id: str, current: str) -> list[Transiti
 
 def forget(layout: OutputLayout, targets: set[str]) -> None:
     """Drop the transitions into publications that never became current (a failed or killed
-    publish), and folders a killed recording left without their meta."""
+    publish), and folders a killed recording left without their meta. Each batch of a watcher
+    calls it: the recorded ones are known from `transitions` (read once each), not read again."""
     folder = log_folder(layout)
     if not folder.is_dir():
         return
+    recorded = {t.folder.name: t for t in transitions(layout)}
     for entry in folder.iterdir():
         if not entry.name.isdigit():
             continue
-        meta = entry / "meta.json"
-        if not meta.is_file() or json.loads(meta.read_text(encoding="utf-8"))["to"] in targets:
+        transition = recorded.get(entry.name)
+        if transition is None or transition.target in targets:
             shutil.rmtree(entry, ignore_errors=True)

@@ -32,12 +32,21 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+# `2026-11-24T14:26:00.123456Z`. Written and read with isoformat / fromisoformat rather than
+# strftime / strptime: a watcher's registry holds every publication of the retention window
+# and is read and written in every batch (strptime was 1% of a batch at 400 entries).
 def _iso(moment: dt.datetime | None) -> str | None:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if moment else None
+    if moment is None:
+        return None
+    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _parse(text: str | None) -> dt.datetime | None:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC) if text else None
+    if not text:
+        return None
+    if not text.endswith("Z") or len(text) != 27:
+        raise ValueError(f"not a time: {text!r}")
+    return dt.datetime.fromisoformat(text[:-1]).replace(tzinfo=dt.UTC)
 
 
 @dataclass
