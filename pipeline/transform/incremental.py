@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import time
 from collections.abc import Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
@@ -257,6 +258,7 @@ def broken_batches(staging: Path, batches: set[str]) -> set[str]:
 # file is written once, under a new name (write-then-rename): a file changed since has another
 # inode, size or time.
 _whole: dict[str, tuple[int, int, int, int, int]] = {}
+_SETTLED_NS = 2_000_000_000
 
 
 def _looks_like_parquet(path: Path) -> bool:
@@ -279,7 +281,9 @@ def _looks_like_parquet(path: Path) -> bool:
         return False
     finally:
         os.close(fd)
-    if whole:
+    # Remembered once its times are settled: a file changed within the clock's tick of its
+    # last change could otherwise keep both times (the racy-git problem).
+    if whole and time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
         _whole[key] = identity
     return whole
 

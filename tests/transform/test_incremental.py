@@ -589,3 +589,93 @@ def pa_manifest(paths: list[str]):
         },
         schema=MANIFEST_SCHEMA,
     )
+
+
+def test_a_watchers_manifest_holds_no_more_memory_than_its_rows(tmp_path):
+    """A watcher keeps its manifest in memory from batch to batch, each batch adding a file:
+    the table must not keep buffers beyond its rows (Acero's join gave each batch's new rows
+    ~0.8 MB of them, which the manifest then held as one of its chunks)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.extract.discover import LISTING_SCHEMA, ListingDelta
+    from pipeline.parse.schema import STAGING
+    from pipeline.transform import incremental
+
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    n = 2000
+    manifest = pa.table(
+        {
+            "file_path": [f"news/2020/01/1/e{i}.md" for i in range(n)],
+            "content_sha256": ["0" * 64] * n,
+            "size": [10] * n,
+            "mtime_ns": [1] * n,
+            "status": ["parsed"] * n,
+            "reason": pa.array([None] * n, pa.string()),
+            "batch": ["first"] * n,
+            "event_id": [f"2020-01-01/e{i}" for i in range(n)],
+        },
+        schema=incremental.MANIFEST_SCHEMA,
+    )
+    schema = STAGING["stg_files"]
+    for k in range(30):
+        path, batch = f"news/2026/11/25/new-{k}.md", f"b{k}"
+        row = {
+            "file_path": [path],
+            "content_sha256": ["1" * 64],
+            "status": ["parsed"],
+            "event_id": [f"2026-11-25/new-{k}"],
+        }
+        pq.write_table(
+            pa.table(
+                {c: row[c] if c in row else pa.nulls(1, schema.field(c).type) for c in schema.names}
+                | {"batch": [batch]}
+            ),
+            staging / f"stg_files-{batch}.parquet",
+        )
+        listed = pa.table(
+            {
+                "rel_path": [path],
+                "os_path": pa.nulls(1, pa.binary()),
+                "bad_name": [False],
+                "size": [20],
+                "mtime_ns": [2],
+            },
+            schema=LISTING_SCHEMA,
+        )
+        delta = ListingDelta(listed, [path], [])
+        manifest = incremental.next_manifest(listed, listed, manifest, staging, [batch], True, delta).table
+        assert manifest.column("file_path")[-1].as_py() == path
+        assert manifest.column("size")[-1].as_py() == 20
+    assert manifest.num_rows == n + 30
+    assert manifest.get_total_buffer_size() < 2 * manifest.nbytes + 2**16
+
+
+def test_a_staging_file_damaged_after_a_check_is_found_broken(tmp_path, monkeypatch):
+    """Staging files found whole are not read again while they keep their identity (a watcher
+    checks every live batch in each batch): one garbled in place afterwards, same size, is
+    still found broken."""
+    import time
+
+    import pyarrow.parquet as pq
+
+    from pipeline.parse.schema import STAGING
+    from pipeline.transform import incremental
+
+    for name, schema in STAGING.items():
+        pq.write_table(schema.empty_table(), tmp_path / f"{name}-b1.parquet")
+    time.sleep(0.05)  # past the clock's tick: the damage below changes the file's times
+    later = time.time_ns() + 10 * 10**9  # the files' times have settled
+    monkeypatch.setattr(incremental.time, "time_ns", lambda: later)
+    assert incremental.broken_batches(tmp_path, {"b1"}) == set()
+    assert incremental.broken_batches(tmp_path, {"b1"}) == set()
+    victim = tmp_path / f"{next(iter(STAGING))}-b1.parquet"
+    size = victim.stat().st_size
+    with victim.open("r+b") as handle:
+        handle.seek(size - 4)
+        handle.write(b"XXXX")
+    assert victim.stat().st_size == size
+    assert incremental.broken_batches(tmp_path, {"b1"}) == {"b1"}
+    victim.unlink()
+    assert incremental.broken_batches(tmp_path, {"b1"}) == {"b1"}
