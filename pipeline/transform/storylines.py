@@ -198,17 +198,20 @@ def _specific(con: duckdb.DuckDBPyConnection, schema: str, tags: str, params: di
     return target
 
 
-def _links(schema: str, specific: str, where: str) -> str:
+def _links(schema: str, specific: str, where: str, archived: bool = True) -> str:
     """The links (event_id, tag_id) of the graph in `schema` through the tags of `specific`,
-    of the events `where` selects (the model storyline_edges, restricted)."""
+    of the events `where` selects (the model storyline_edges, restricted). Without
+    `archived`, also those of items pointing at events not in the archive: a superset, for
+    finding the region (asking which targets exist read every event id twice, 0.06 s of a
+    one-file batch at a million events; an event with no link is in no storyline)."""
+    archived_only = f"related_event_id IN (SELECT event_id FROM {schema}.events) AND " if archived else ""
     return f"""
         SELECT event_id, tag_id FROM {schema}.event_tags
         SEMI JOIN {specific} USING (tag_id) WHERE {where.format(column="event_id")}
         UNION
         SELECT related_event_id AS event_id, tag_id FROM {schema}.relation_tags
         SEMI JOIN {specific} USING (tag_id)
-        WHERE related_event_id IN (SELECT event_id FROM {schema}.events)
-          AND {where.format(column="related_event_id")}"""
+        WHERE {archived_only}{where.format(column="related_event_id")}"""
 
 
 def _write_region(
@@ -234,8 +237,8 @@ def _write_region(
     con.execute(
         f"""CREATE OR REPLACE TABLE sl_seed AS
         SELECT event_id FROM {changed}
-        UNION SELECT event_id FROM ({_links("old", old_specific, in_tags)})
-        UNION SELECT event_id FROM ({_links("main", new_specific, in_tags)})"""
+        UNION SELECT event_id FROM ({_links("old", old_specific, in_tags, archived=False)})
+        UNION SELECT event_id FROM ({_links("main", new_specific, in_tags, archived=False)})"""
     )
     con.execute(
         """CREATE OR REPLACE TABLE sl_region AS
