@@ -329,3 +329,44 @@ def test_cli_lists_failed_expectations_one_per_line(tmp_path):
     assert lines[1].startswith("[critical] events: expect_table_row_count_to_be_between(max_value=5)")
     assert len(lines) == 2
     assert not (tmp_path / "o" / "news.duckdb").exists()
+
+
+def test_a_run_failing_while_its_storylines_are_grouped_abandons_its_validation(
+    prefect_server, tmp_path, monkeypatch
+):
+    """An incremental run validates its other tables while it groups storylines: a failure
+    then publishes nothing, and the validation process drops that validation and serves the
+    next run (it is not killed)."""
+    import flows.news_etl as module
+    from pipeline.core.config import DEFAULT_EXPECTATIONS
+    from pipeline.quality import worker
+    from tests.conftest import event_doc, write_archive
+
+    archive = tmp_path / "archive"
+    shutil.copytree(SAMPLE, archive)
+    out = tmp_path / "out"
+    first = module.news_etl(input=str(archive), output=str(out))
+    process = worker.start(DEFAULT_EXPECTATIONS, out / "validation" / "docs")
+    assert process is not None and process.alive
+    begun = []
+    real_begin = worker.begin
+
+    def begin(*args, **kwargs):
+        begun.append(True)
+        return real_begin(*args, **kwargs)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("storylines broke")
+
+    monkeypatch.setattr(worker, "begin", begin)
+    monkeypatch.setattr(module, "add_storylines", broken)
+    write_archive(archive, {"news/2019/07/1/new.md": event_doc(date="2019-07-01", title="New")})
+    with pytest.raises(RuntimeError, match="storylines broke"):
+        module.news_etl(input=str(archive), output=str(out))
+    assert begun == [True]
+    assert (out / "current").resolve() == Path(first["publication"]).resolve()
+    assert worker.start(DEFAULT_EXPECTATIONS, out / "validation" / "docs") is process and process.alive
+    monkeypatch.undo()
+    second = module.news_etl(input=str(archive), output=str(out))
+    assert second["published"] and second["events_added"] == 1 and second["validation_passed"]
+    assert worker.start(DEFAULT_EXPECTATIONS, out / "validation" / "docs") is process
