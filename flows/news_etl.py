@@ -34,7 +34,7 @@ from pipeline.publish.registry import Registry, parse_duration
 from pipeline.publish.report import Validation, write_report
 from pipeline.quality import worker as validation_process
 from pipeline.quality.validate import ValidationReport
-from pipeline.transform.normalize import STORYLINE_TABLES, NormalizeResult, Touched, add_storylines, normalize
+from pipeline.transform.normalize import NormalizeResult, Touched, normalize
 
 
 class ValidationFailed(Exception):
@@ -97,14 +97,7 @@ def normalize_tables(
         previous=plan.base,
         threads=config.workers,
         storylines=config.storylines,
-        with_storylines=False,
     )
-
-
-@task(name="build-storylines", cache_policy=NO_CACHE)
-def build_storylines(config: RunConfig, publication: Path, work: Path, normalized: NormalizeResult) -> None:
-    """Group the events into storylines (only the region a change reaches, incrementally)."""
-    add_storylines(normalized, publication, work, config.storylines, config.workers)
 
 
 # --- Validate: Great Expectations over the new publication ------------------------------------
@@ -116,11 +109,8 @@ def validate_tables(
     files_seen: int,
     rewritten: dict[str, list[str]] | None,
     touched: Touched | None = None,
-    pending: validation_process.Pending | None = None,
 ) -> ValidationReport:
     """Run the expectation suites over the rewritten rows; critical failures block the publish."""
-    if pending is not None:  # started before the storylines: they are written now
-        return pending.finish({t: (rewritten or {}).get(t, []) for t in STORYLINE_TABLES})
     return validation_process.validate(
         config.expectations_dir,
         config.layout.validation,
@@ -241,7 +231,6 @@ def _run(config: RunConfig, changed: list[str] | None = None) -> dict[str, Any]:
     next_manifest = work / "manifest.parquet"
     listing = work / "discovered.arrow"
     logged: PrefectFuture[None] | None = None  # the change log, recorded beside validation
-    pending: validation_process.Pending | None = None  # validation started before the storylines
     try:
         with record.timed("discover"):
             record.files_seen = discover_files(config, listing, changed)
@@ -255,25 +244,6 @@ def _run(config: RunConfig, changed: list[str] | None = None) -> dict[str, Any]:
             return _unchanged(config, record, registry, warnings)
         with record.timed("normalize"):
             normalized = normalize_tables(config, plan, next_manifest, publication, work)
-        # An incremental build's other tables are validated while its storylines are grouped,
-        # in the validation process (at a million events, a one-file batch spent 0.6 s on the
-        # storylines, then 0.75 s validating).
-        if plan.base is not None and plan.checked and normalized.rewritten is not None:
-            pending = validation_process.begin(
-                config.expectations_dir,
-                layout.validation,
-                STORYLINE_TABLES,
-                publication=publication,
-                run_id=record.run_id,
-                files_seen=record.files_seen,
-                today=config.today,
-                threads=config.workers,
-                build_docs=config.data_docs,
-                rewritten=dict(normalized.rewritten),
-                touched=normalized.touched,
-            )
-        with record.timed("normalize"):
-            build_storylines(config, publication, work, quote(normalized))  # type: ignore[call-overload]
         record.events = normalized.counts["events"]
         record.quarantined = normalized.counts["quarantine"]
         record.events_added = normalized.added
@@ -290,14 +260,13 @@ def _run(config: RunConfig, changed: list[str] | None = None) -> dict[str, Any]:
                 config, plan, record.run_id, normalized.rewritten, normalized.touched
             )
         with record.timed("validate"):
-            report = validate_tables(  # type: ignore[call-overload]
+            report = validate_tables(
                 config,
                 publication,
                 record.run_id,
                 record.files_seen,
                 normalized.rewritten if plan.checked else None,
                 normalized.touched if plan.checked else None,
-                quote(pending),
             )
         crash_point("validate:done")
         record.validation_passed = report.passed
@@ -323,9 +292,6 @@ def _run(config: RunConfig, changed: list[str] | None = None) -> dict[str, Any]:
         publish_tables(config, record.run_id, next_manifest, quote(registry))  # type: ignore[call-overload]
         runs.append(layout.run_log, record)
     except BaseException as exc:
-        if pending is not None:  # no validation reads the publication removed below
-            with suppress(BaseException):
-                pending.abandon()
         if logged is not None:  # nothing may write the change log behind the clean-up below
             with suppress(BaseException):
                 logged.wait(timeout=5)

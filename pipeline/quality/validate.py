@@ -21,7 +21,7 @@ import queue
 import re
 import sys
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -310,8 +310,6 @@ def validate_publication(
     rewritten: dict[str, list[str]] | None = None,
     touched: Touched | None = None,
     docs_later: bool = False,
-    later: Collection[str] = (),
-    wait_later: Callable[[], dict[str, list[str]]] | None = None,
 ) -> ValidationReport:
     """Run every suite (or those named in `only`) over the publication's Parquet; write a JSON
     report and, with `build_docs`, Data Docs.
@@ -328,10 +326,7 @@ def validate_publication(
     expectation (a share of the whole) keep their parts or whole tables.
     Suites whose frame reads no `checked_` table (tags, storylines, run_summary, daily) run once,
     whole. With `docs_later`, the Data Docs are left to `write_data_docs`, which the caller
-    runs after it has used the report (the validation process answers first).
-    With `later` (tables the run is still writing) and `wait_later`, the suites whose frames
-    read none of those run first; then `wait_later()` gives the parts written of each (it
-    blocks until they are), and the suites that read them run."""
+    runs after it has used the report (the validation process answers first)."""
     docs_dir = report_dir / "docs"
     built = _checkpoints(expectations_dir, docs_dir)
     specs = [s for s in built.specs if only is None or s.name in only]
@@ -343,10 +338,12 @@ def validate_publication(
 
     # Data Docs list each validation under our run id (GX's default is `__none__`).
     run_name = RunIdentifier(run_name=run_id, run_time=dt.datetime.now(dt.UTC))
-    waiting = set(later) if wait_later is not None else set()
     try:
-        tables = [t for t in _tables(publication) if t not in waiting]
-        _table_views(con, publication, tables)
+        tables = _tables(publication)
+        for table in tables:
+            con.execute(
+                f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_literal(table_glob(publication, table))})"
+            )
         scopes = [rewritten] if rewritten is not None else _groups(publication, tables, group_rows)
         if rewritten is not None and touched is not None:
             import pyarrow as pa
@@ -364,29 +361,16 @@ def validate_publication(
         )
         touched_only = rewritten is not None and touched is not None
         base = touched.base if touched_only and touched is not None else None
-        late = [spec for spec in specs if _reads_any(spec, waiting)]
-        early = [spec for spec in specs if spec not in late]
-
-        def check(chosen: list[SuiteSpec], tables: list[str], scopes: list[dict[str, list[str]]]) -> None:
-            frames = _frames(con, chosen, publication, tables, scopes, base, chunk_rows, chunk_bytes)
-            # An incremental run's frames are small: DuckDB computes the next while Great
-            # Expectations (pure Python) checks this one. A full build's are read one at a
-            # time, so that no second chunk is held beside the one being checked (memory).
-            with _ahead(frames, con) if touched_only else nullcontext(frames) as stream:
-                for spec, frame in stream:
-                    if frame is None:
-                        _unchanged(spec, outcomes)  # no row to check: they all passed before
-                    else:
-                        _collect(spec, built, frame, outcomes, run_name, quick=not build_docs)
-
-        check(early, tables, scopes)
-        if wait_later is not None and waiting:
-            written = wait_later()
-            added = [t for t in _tables(publication) if t in waiting]
-            _table_views(con, publication, added)
-            if rewritten is not None:
-                scopes = [rewritten | {t: written[t] for t in added if t in written}]
-            check(late, tables + added, scopes)
+        frames = _frames(con, specs, publication, tables, scopes, base, chunk_rows, chunk_bytes)
+        # An incremental run's frames are small: DuckDB computes the next while Great
+        # Expectations (pure Python) checks this one. A full build's are read one at a time,
+        # so that no second chunk is held beside the one being checked (memory).
+        with _ahead(frames, con) if touched_only else nullcontext(frames) as stream:
+            for spec, frame in stream:
+                if frame is None:
+                    _unchanged(spec, outcomes)  # no row to check: they all passed before
+                else:
+                    _collect(spec, built, frame, outcomes, run_name, quick=not build_docs)
         if build_docs and not docs_later:
             _data_docs(built, docs_dir)
     except BaseException:
@@ -474,22 +458,6 @@ def _frames(
 
 
 _CHECKED = re.compile(r"\bchecked_(\w+)")
-
-
-def _table_views(con: duckdb.DuckDBPyConnection, publication: Path, tables: list[str]) -> None:
-    for table in tables:
-        con.execute(
-            f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_literal(table_glob(publication, table))})"
-        )
-
-
-def _reads_any(spec: SuiteSpec, tables: Collection[str]) -> bool:
-    """Whether the suite's frame reads any of `tables` (as itself or as `checked_<table>`)."""
-    if not tables:
-        return False
-    sql = re.sub(r"--[^\n]*", "", spec.frame_sql)
-    names = "|".join(re.escape(t) for t in sorted(tables))
-    return re.search(rf"\b(?:checked_)?(?:{names})\b", sql) is not None
 
 
 def _nothing_checked(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, counted: dict[str, int]) -> bool:

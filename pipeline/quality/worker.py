@@ -36,13 +36,6 @@ class ValidationProcessDied(RuntimeError):
     """The validation process ended while it validated (killed, out of memory)."""
 
 
-class Abandoned(RuntimeError):
-    """The run stopped before the tables its validation waited for were written."""
-
-
-LATER = "later"  # the message that hands a pending validation the parts of its later tables
-
-
 def _orphaned(parent: int) -> None:
     """End this process soon after its parent is gone (a SIGKILLed run leaves no validation
     running behind it; polling works wherever the parent ran, thread or platform)."""
@@ -64,33 +57,16 @@ def _serve(conn: Any, expectations_dir: Path, docs_dir: Path, parent: int) -> No
     with suppress(Exception):  # met again, and reported, by the first request
         import_gx(defer=True)
         _checkpoints(expectations_dir, docs_dir)
-
-    def wait_later() -> dict[str, list[str]]:
-        """The parts of the tables a run was still writing (`Pending.finish`), or Abandoned."""
-        while True:
-            message = conn.recv()
-            if isinstance(message, tuple) and message[:1] == (LATER,):
-                if message[1] is None:
-                    raise Abandoned("the run abandoned this validation")
-                parts: dict[str, list[str]] = message[1]
-                return parts
-
     while True:
         try:
             request = conn.recv()
         except (EOFError, OSError):
             return
-        if not isinstance(request, dict):  # a `later` message for a validation that failed early
-            continue
         # The report goes back before the Data Docs are built (0.7 s for an empty archive's
         # ten results): the run publishes meanwhile and asks for them at its end.
         later = bool(request.get("build_docs", True))
-        waits = request.get("later") or ()
         try:
-            reply: tuple[str, Any] = (
-                "ok",
-                validate_publication(**request, docs_later=later, wait_later=wait_later if waits else None),
-            )
+            reply: tuple[str, Any] = ("ok", validate_publication(**request, docs_later=later))
         except Exception as exc:
             later, reply = False, ("error", _picklable(exc))
         try:
@@ -148,42 +124,6 @@ class ValidationProcess:
         report: ValidationReport = value
         return report
 
-    def submit(self, **arguments: Any) -> None:
-        """Start `validate_publication(**arguments)` without waiting: with `later` (tables the
-        run still writes) it checks the other tables' suites, then waits for `finish`."""
-        try:
-            if self.docs_pending:
-                with suppress(Exception):
-                    self.finish_docs()
-            self.conn.send(arguments)
-        except BaseException:
-            self.close()
-            raise
-        self.docs_pending = False
-
-    def finish(self, parts: dict[str, list[str]], build_docs: bool) -> ValidationReport:
-        """Hand a submitted validation the parts written of its later tables; its report."""
-        try:
-            self.conn.send((LATER, parts))
-            kind, value = self._receive()
-        except BaseException:
-            self.close()
-            raise
-        if kind == "error":
-            raise value
-        self.docs_pending = build_docs
-        report: ValidationReport = value
-        return report
-
-    def abandon(self, timeout: float = 10.0) -> None:
-        """Stop a submitted validation (its report is dropped); a process that does not answer
-        within `timeout` is killed (the next validation starts another)."""
-        try:
-            self.conn.send((LATER, None))
-            self._receive(deadline=time.monotonic() + timeout)
-        except BaseException:
-            self.close()
-
     def finish_docs(self) -> None:
         """Wait until the last validation's Data Docs are written; raises what building met."""
         if not self.docs_pending:
@@ -197,13 +137,11 @@ class ValidationProcess:
         if error is not None:
             raise error
 
-    def _receive(self, deadline: float | None = None) -> tuple[str, Any]:
+    def _receive(self) -> tuple[str, Any]:
         try:
             while not self.conn.poll(0.05):
                 if not self.process.is_alive():
                     raise EOFError
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError("the validation process did not answer")
             reply: tuple[str, Any] = self.conn.recv()
             return reply
         except (EOFError, OSError):  # the pipe closed under us: the process is gone
@@ -262,63 +200,6 @@ def validate(expectations_dir: Path, report_dir: Path, **arguments: Any) -> Vali
             with _lock:
                 if _processes.get(key) is process:
                     _processes.pop(key)
-
-
-class Pending:
-    """A validation started before the run has written every table (`begin`)."""
-
-    def __init__(
-        self, key: Path, report_dir: Path, process: ValidationProcess | None, arguments: dict[str, Any]
-    ) -> None:
-        self.key, self.report_dir, self.process, self.arguments = key, report_dir, process, arguments
-        self.open = True
-
-    def finish(self, parts: dict[str, list[str]]) -> ValidationReport:
-        """The report, once the later tables are written (`parts`: the parts written of each)."""
-        self.open = False
-        if self.process is None:  # no process: everything is validated here, now
-            from pipeline.quality.validate import validate_publication
-
-            arguments = dict(self.arguments)
-            arguments.pop("later", None)
-            if arguments.get("rewritten") is not None:
-                arguments["rewritten"] = arguments["rewritten"] | parts
-            return validate_publication(expectations_dir=self.key, report_dir=self.report_dir, **arguments)
-        try:
-            return self.process.finish(parts, bool(self.arguments.get("build_docs", True)))
-        finally:
-            _forget_if_dead(self.key, self.process)
-
-    def abandon(self) -> None:
-        """Drop it (the run failed or was interrupted before the later tables were written)."""
-        if not self.open:
-            return
-        self.open = False
-        if self.process is not None:
-            self.process.abandon()
-            _forget_if_dead(self.key, self.process)
-
-
-def begin(expectations_dir: Path, report_dir: Path, later: tuple[str, ...], **arguments: Any) -> Pending:
-    """Start validating the tables written so far while the run writes `later` ones (their
-    suites wait for `Pending.finish`): at a million events, a one-file batch's storylines
-    took 0.6 s, and validating the other tables 0.45 s of the 0.75 s validation took after."""
-    key = Path(expectations_dir).resolve()
-    process = start(key, Path(report_dir) / "docs")
-    arguments = dict(arguments, later=later)
-    if process is not None:
-        try:
-            process.submit(expectations_dir=key, report_dir=report_dir, **arguments)
-        finally:
-            _forget_if_dead(key, process)
-    return Pending(key, Path(report_dir), process, arguments)
-
-
-def _forget_if_dead(key: Path, process: ValidationProcess) -> None:
-    if not process.alive:
-        with _lock:
-            if _processes.get(key) is process:
-                _processes.pop(key)
 
 
 def finish_docs(expectations_dir: Path) -> None:

@@ -134,14 +134,12 @@ def normalize(
     threads: int = 2,
     memory_limit: str = "1GB",
     storylines: StorylineRule = DEFAULT_RULE,
-    with_storylines: bool = True,
 ) -> NormalizeResult:
     """Write every table under `publication_dir` (see pipeline/tables.py).
 
     `live_manifest` is the manifest naming each file's current batch (without it every staged row
     counts). With `previous` (and `live_manifest`), only what changed since that publication is
-    recomputed; without it, everything is. Without `with_storylines`, the storyline tables
-    are left to `add_storylines` (a run validates the others meanwhile)."""
+    recomputed; without it, everything is."""
     publication_dir.mkdir(parents=True, exist_ok=True)
     con = connect(work_dir, threads, memory_limit)
     try:
@@ -150,66 +148,22 @@ def normalize(
             result = _incremental(con, staging_dir, publication_dir, live_manifest, base, threads)
         else:
             result = _full(con, staging_dir, publication_dir, live_manifest, threads)
-        if with_storylines:
-            _storylines(con, publication_dir, storylines, result, base.publication if base else None, threads)
-        result.counts = _counts(publication_dir, with_storylines)
+        written, linked = write_storylines(
+            con,
+            publication_dir,
+            storylines,
+            PARQUET_OPTIONS,
+            base.publication if base else None,
+            threads,
+            changed="affected" if base else None,
+        )
+        if result.rewritten is not None:
+            result.rewritten["event_storylines"] = written
+            result.linked += linked
+        result.counts = _counts(publication_dir)
         return result
     finally:
         con.close()
-
-
-# The tables `write_storylines` writes, from the others.
-STORYLINE_TABLES = ("event_storylines", "storylines")
-
-
-def add_storylines(
-    result: NormalizeResult,
-    publication_dir: Path,
-    work_dir: Path,
-    rule: StorylineRule = DEFAULT_RULE,
-    threads: int = 2,
-    memory_limit: str = "1GB",
-) -> list[str]:
-    """Write the storyline tables of a `normalize(..., with_storylines=False)` build: only
-    the region its recomputed events reach if it was incremental. Fills in `result`; the
-    parts of `event_storylines` written."""
-    con = connect(work_dir, threads, memory_limit)
-    try:
-        previous = result.touched.base if result.touched is not None else None
-        if result.touched is not None:
-            import pyarrow as pa
-
-            con.register("affected", pa.table({"event_id": pa.array(result.touched.event_ids, pa.string())}))
-        written = _storylines(con, publication_dir, rule, result, previous, threads)
-        result.counts |= {name: row_count(publication_dir, name) for name in STORYLINE_TABLES}
-        return written
-    finally:
-        con.close()
-
-
-def _storylines(
-    con: duckdb.DuckDBPyConnection,
-    publication_dir: Path,
-    rule: StorylineRule,
-    result: NormalizeResult,
-    previous: Path | None,
-    threads: int,
-) -> list[str]:
-    """`write_storylines`; an incremental build's (`previous`, and `affected` in `con`) adds
-    the parts it wrote and linked to `result`."""
-    written, linked = write_storylines(
-        con,
-        publication_dir,
-        rule,
-        PARQUET_OPTIONS,
-        previous,
-        threads,
-        changed="affected" if previous is not None else None,
-    )
-    if result.rewritten is not None:
-        result.rewritten["event_storylines"] = written
-        result.linked += linked
-    return written
 
 
 # --- Full build --------------------------------------------------------------------------------
@@ -559,9 +513,5 @@ def _write_countries(con: duckdb.DuckDBPyConnection, publication: Path) -> None:
     crash_point("normalize:countries")
 
 
-def _counts(publication: Path, with_storylines: bool = True) -> dict[str, int]:
-    return {
-        name: row_count(publication, name)
-        for name in MODELS
-        if with_storylines or name not in STORYLINE_TABLES
-    }
+def _counts(publication: Path) -> dict[str, int]:
+    return {name: row_count(publication, name) for name in MODELS}

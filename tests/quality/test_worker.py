@@ -16,7 +16,6 @@ import pytest
 
 from pipeline.quality import worker
 from pipeline.quality.validate import DEFAULT_EXPECTATIONS, SuiteError, validate_publication
-from pipeline.transform.normalize import STORYLINE_TABLES
 from tests.conftest import SAMPLE, TODAY, build_tables
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,64 +142,3 @@ def test_a_validation_that_fails_midway_leaves_nothing_in_the_next_data_docs(cle
         and "run-broken" not in " ".join(runs)
         and "run-broken" not in report.docs_index.read_text("utf-8")
     )
-
-
-def _without_storylines(clean: Path, where: Path) -> tuple[Path, Path]:
-    """A copy of the publication whose storyline tables are not written yet (set aside)."""
-    publication, aside = where / "publication", where / "aside"
-    shutil.copytree(clean, publication)
-    aside.mkdir()
-    for table in STORYLINE_TABLES:
-        (publication / table).rename(aside / table)
-    return publication, aside
-
-
-def _put_back(publication: Path, aside: Path) -> dict[str, list[str]]:
-    for table in STORYLINE_TABLES:
-        (aside / table).rename(publication / table)
-    return {
-        table: sorted(p.stem for p in (publication / table).glob("*.parquet")) for table in STORYLINE_TABLES
-    }
-
-
-def test_suites_of_tables_written_later_wait_for_them_and_the_report_is_the_same(clean, tmp_path):
-    """Validation begun before the storylines are written checks the other tables first (the
-    storyline tables are absent then: reading them would fail), then the storylines' suites."""
-    publication, aside = _without_storylines(clean, tmp_path)
-    waited = []
-
-    def wait_later() -> dict[str, list[str]]:
-        waited.append(True)
-        return _put_back(publication, aside)
-
-    split = validate_publication(
-        publication, tmp_path / "split", "run-1", 40, TODAY, later=STORYLINE_TABLES, wait_later=wait_later
-    )
-    whole = validate_publication(clean, tmp_path / "whole", "run-1", 40, TODAY)
-    assert waited == [True]
-    assert split.passed and [asdict(o) for o in split.outcomes] == [asdict(o) for o in whole.outcomes]
-    assert {o.suite for o in split.outcomes} >= {"storylines", "event_storylines"}
-
-
-def test_a_validation_begun_early_in_the_process_reports_when_finished_or_is_abandoned(clean, tmp_path):
-    publication, aside = _without_storylines(clean, tmp_path)
-    arguments = {"publication": publication, "files_seen": 40, "today": TODAY, "build_docs": False}
-    pending = worker.begin(
-        DEFAULT_EXPECTATIONS, tmp_path / "v", STORYLINE_TABLES, run_id="run-1", **arguments
-    )
-    time.sleep(1.0)  # the other tables' suites run meanwhile
-    report = pending.finish(_put_back(publication, aside))
-    here = validate_publication(clean, tmp_path / "here", "run-1", 40, TODAY, build_docs=False)
-    assert report.passed and [asdict(o) for o in report.outcomes] == [asdict(o) for o in here.outcomes]
-    process = worker.start(DEFAULT_EXPECTATIONS, tmp_path / "v" / "docs")
-    # Abandoned (the run failed before the storylines were written): no report, and the same
-    # process serves the next validation.
-    publication, aside = _without_storylines(clean, tmp_path / "again")
-    pending = worker.begin(
-        DEFAULT_EXPECTATIONS, tmp_path / "v", STORYLINE_TABLES, run_id="run-2", **arguments
-    )
-    pending.abandon()
-    assert not (tmp_path / "v" / "run-2.json").exists()
-    assert worker.start(DEFAULT_EXPECTATIONS, tmp_path / "v" / "docs") is process and process is not None
-    assert _validate(clean, DEFAULT_EXPECTATIONS, tmp_path / "v", "run-3").passed
-    assert worker.start(DEFAULT_EXPECTATIONS, tmp_path / "v" / "docs") is process
