@@ -209,6 +209,11 @@ def prune(
     gone = reg.prunable(registry, existing, current_run_id(layout), keep, retention)
     for run_id in gone:
         reg.remove_tree(layout.publication(run_id))
+        # Its run report page (charts of tables no longer on disk) and validation report go
+        # with it: a watcher makes both for every batch (~0.2 MB together).
+        for page in (layout.report / f"{run_id}.html", layout.validation / f"{run_id}.json"):
+            if page.is_file() and not page.is_symlink():
+                page.unlink()
         registry.entries.pop(run_id, None)
     if gone:
         registry.save()

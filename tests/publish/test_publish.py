@@ -128,3 +128,28 @@ def test_the_change_log_is_read_again_where_it_changed(tmp_path):
     assert [t.target for t in changes.transitions(layout)] == ["run-a", "run-c"]
     (folder / f"{3:09d}").mkdir()  # being written: no meta yet
     assert [t.target for t in changes.transitions(layout)] == ["run-a", "run-c"]
+
+
+def test_a_pruned_publication_takes_its_report_pages_with_it(tmp_path):
+    """A watcher writes a run report page and a validation report per batch: they go when
+    the publication they describe is pruned; a failed run's (never published) stay."""
+    layout = OutputLayout(tmp_path / "out")
+    small = write_archive(tmp_path / "small", {"news/2014/06/21/a.md": event_doc(title="A")})
+    ids = [f"2026010{i}T000000Z-1" for i in range(3)]
+    make_publication(layout, ids[0], small, tmp_path / "work")  # claims the folder
+    layout.report.mkdir(parents=True)
+    layout.validation.mkdir(parents=True)
+    for run_id in [*ids, "20260109T000000Z-1"]:  # the last: a run whose validation failed
+        (layout.report / f"{run_id}.html").write_text("page")
+        (layout.validation / f"{run_id}.json").write_text("{}")
+    for run_id in ids:
+        if run_id != ids[0]:
+            make_publication(layout, run_id, small, tmp_path / "work")
+        publish(layout, run_id, keep=2, retention=dt.timedelta(0))
+    assert list_publications(layout) == ids[1:]
+    assert sorted(p.name for p in layout.report.glob("2026*.html")) == [
+        f"{r}.html" for r in [*ids[1:], "20260109T000000Z-1"]
+    ]
+    assert sorted(p.name for p in layout.validation.glob("*.json")) == [
+        f"{r}.json" for r in [*ids[1:], "20260109T000000Z-1"]
+    ]
