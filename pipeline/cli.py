@@ -475,11 +475,7 @@ def _watch(args: argparse.Namespace) -> int:
 
             remember_manifests()  # each batch would read the whole manifest three times
             gc.freeze()
-            from prefect.context import SyncClientContext
-
-            # One Prefect client for every batch: each flow run made its own otherwise (an
-            # HTTP client and a TLS context: 3% of a one-file batch at 110k events).
-            with prefect_api(), SyncClientContext.get_or_create():
+            with prefect_api():
                 watcher = Watcher(
                     Path(parameters["input"]),
                     layout,
