@@ -438,6 +438,9 @@ def _deadline(layout: Any, signum: int) -> None:
 
 # --- watch ------------------------------------------------------------------------------------------
 def _watch(args: argparse.Namespace) -> int:
+    import faulthandler
+    import signal
+
     from pipeline.core.config import OutputLayout
     from pipeline.core.interrupt import Interrupted, stop_on_signals
     from pipeline.core.lock import NotOurFolder, OutputLocked, claim_output, output_lock
@@ -453,6 +456,8 @@ def _watch(args: argparse.Namespace) -> int:
     if not isinstance(parameters["input"], str) or "://" in parameters["input"]:
         raise UsageError("watch needs a local input folder")
     layout = OutputLayout(Path(parameters["output"]))
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID`: a watcher that seems stuck says where
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     with ExitStack() as stack:
         try:
             claim_output(layout.root)

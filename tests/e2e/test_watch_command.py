@@ -85,7 +85,17 @@ class Watching:
     def stop(self, sig: int = signal.SIGTERM) -> tuple[int, float]:
         started = time.monotonic()
         self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=30)
+        try:
+            code = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # say where it is stuck: every thread's stack
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(
+                f"watch did not stop within 30 s of {signal.Signals(sig).name}: {self.lines[-5:]}\n"
+                + (self.proc.stderr.read() if self.proc.stderr else "")[-20000:]
+            ) from None
         self.reader.join(timeout=5)
         return code, time.monotonic() - started
 
@@ -155,9 +165,12 @@ def test_watched_changes_equal_a_full_build(prefect_server, tmp_path):
         assert published(out) == full_build(archive, work)
         assert all("failed" not in line for line in watch.batches()), watch.batches()
 
+        watch.proc.send_signal(signal.SIGUSR1)  # every thread's stack on stderr; it watches on
+        time.sleep(0.5)
         code, seconds = watch.stop(signal.SIGTERM)
         assert code == 0 and seconds < 10
         assert watch.lines[-1] == "watch stopped (SIGTERM); the publication is intact"
+        assert "most recent call first" in watch.stderr()
     finally:
         if watch.proc.poll() is None:
             watch.proc.kill()
