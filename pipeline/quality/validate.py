@@ -33,6 +33,7 @@ from pipeline.core.config import DEFAULT_EXPECTATIONS
 from pipeline.core.sqltext import sql_literal
 from pipeline.core.tables import TOUCHED_ROWS, part_path, parts, row_count_of, table_glob, write_part
 from pipeline.transform.normalize import Touched, connect
+from pipeline.transform.scoped import scoped_query
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -49,6 +50,10 @@ class SuiteSpec:
     frame_sql: str
     expectations: list[dict[str, Any]]
     key: tuple[str, ...] = ()  # frame columns naming a row: a failure quotes a few offending keys
+    # A whole-table frame's scope: (column, tables). The frame's rows for a set of that
+    # column's values are the frame computed over those tables' rows with those values
+    # alone, so an incremental run checks the values its build recomputed (Touched.keys).
+    scope: tuple[str, tuple[str, ...]] | None = None
 
 
 @dataclass
@@ -102,11 +107,30 @@ def load_specs(directory: Path = DEFAULT_EXPECTATIONS) -> list[SuiteSpec]:
         if not isinstance(key, list) or not all(isinstance(k, str) for k in key):
             raise SuiteError(f"{path.name}: key must be a list of column names")
         specs.append(
-            SuiteSpec(path.stem, sql_path.read_text(encoding="utf-8"), doc["expectations"], tuple(key))
+            SuiteSpec(
+                path.stem,
+                sql_path.read_text(encoding="utf-8"),
+                doc["expectations"],
+                tuple(key),
+                _scope(path, doc),
+            )
         )
     if not specs:
         raise SuiteError(f"no expectation suites in {directory}")
     return specs
+
+
+def _scope(path: Path, doc: dict[str, Any]) -> tuple[str, tuple[str, ...]] | None:
+    """A suite's `scope` ({"column": ..., "tables": [...]}), checked."""
+    scope = doc.get("scope")
+    if scope is None:
+        return None
+    column, tables = (scope.get("column"), scope.get("tables")) if isinstance(scope, dict) else (None, None)
+    if not (isinstance(column, str) and column.isidentifier()) or not (
+        isinstance(tables, list) and tables and all(isinstance(t, str) and t.isidentifier() for t in tables)
+    ):
+        raise SuiteError(f'{path.name}: scope must be {{"column": NAME, "tables": [NAME, ...]}}')
+    return column, tuple(tables)
 
 
 # Packages that importing Great Expectations executes but our validation never uses: scipy's
@@ -350,6 +374,8 @@ def validate_publication(
 
             con.register("touched_events", pa.table({"event_id": pa.array(touched.event_ids, pa.string())}))
             con.register("touched_files", pa.table({"file_path": pa.array(touched.file_paths, pa.string())}))
+            for column, values in touched.keys.items():
+                con.register(f"touched_key_{column}", pa.table({column: pa.array(values, pa.string())}))
             con.execute("CREATE SCHEMA base")
             for table in _tables(touched.base):
                 con.execute(
@@ -361,7 +387,8 @@ def validate_publication(
         )
         touched_only = rewritten is not None and touched is not None
         base = touched.base if touched_only and touched is not None else None
-        frames = _frames(con, specs, publication, tables, scopes, base, chunk_rows, chunk_bytes)
+        keyed = frozenset(touched.keys) if touched_only and touched is not None else frozenset()
+        frames = _frames(con, specs, publication, tables, scopes, base, chunk_rows, chunk_bytes, keyed)
         # An incremental run's frames are small: DuckDB computes the next while Great
         # Expectations (pure Python) checks this one. A full build's are read one at a time,
         # so that no second chunk is held beside the one being checked (memory).
@@ -423,11 +450,13 @@ def _frames(
     base: Path | None,
     chunk_rows: int,
     chunk_bytes: int,
+    keyed: frozenset[str] = frozenset(),
 ) -> Iterator[tuple[SuiteSpec, Any]]:
     """Each suite's frame as pandas chunks, in order: (suite, chunk), or (suite, None) for a
     suite with no row to check among an incremental run's recomputed rows (with `base`, the
     previous publication, only those are checked). An empty table yields one empty frame
-    (it is still checked: row-count expectations)."""
+    (it is still checked: row-count expectations). `keyed`: the scope columns whose
+    recomputed values are the tables `touched_key_<column>`."""
     touched_only = base is not None
     counted: dict[str, int] = {}  # rows of the incremental checked_<table> (one scope: rewritten)
     # The `checked_` views are made again only when the scope or their kind changes: a view
@@ -445,7 +474,9 @@ def _frames(
                 if incremental and _nothing_checked(con, spec, counted):
                     continue
             frame = spec.frame_sql
-            if scope is None and not _has_mostly(spec):
+            if scope is None and incremental and spec.scope is not None and spec.scope[0] in keyed:
+                frame = _scoped_frame(con, spec, spec.scope)
+            elif scope is None and not _has_mostly(spec):
                 frame = _kept_frame(con, spec, publication, base if incremental else None)
             reader = con.sql(frame).to_arrow_reader(chunk_rows)
             for chunk in _chunks(reader, chunk_rows, chunk_bytes):
@@ -617,6 +648,24 @@ FRAMES = ".frames"
 def _tables(publication: Path) -> list[str]:
     """The tables of a publication: its folders but the hidden ones."""
     return sorted(p.name for p in publication.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _scoped_frame(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, scope: tuple[str, tuple[str, ...]]) -> str:
+    """A whole-table suite's frame rows for the scope column's values the build recomputed
+    (`touched_key_<column>`), all of them checked: every other row is as in the previous
+    publication, where it passed. At a million events the whole storylines frame took 0.26 s
+    of a one-file batch; its rows for the few storylines a batch recomputes, milliseconds."""
+    column, tables = scope
+    scoped_query(
+        con,
+        spec.frame_sql,
+        "frame_scoped",
+        {
+            t: f"SELECT * FROM main.{t} WHERE {column} IN (SELECT {column} FROM touched_key_{column})"
+            for t in tables
+        },
+    )
+    return "SELECT * FROM frame_scoped"
 
 
 def _kept_frame(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, publication: Path, base: Path | None) -> str:

@@ -15,7 +15,7 @@ inside the process's budget.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
@@ -98,6 +98,10 @@ class Touched:
     event_ids: list[str]
     file_paths: list[str]
     base: Path  # the previous publication, whose rows passed the same suites
+    # Rows of the whole-table models the build recomputed, by key column (`tag_id`: the tags
+    # it described again; `storyline_id`: the storylines it recomputed or removed): a suite
+    # whose frame declares that `scope` checks those keys' rows alone (expectations/*.json).
+    keys: dict[str, list[str]] = field(default_factory=dict)
 
 
 def connect(work_dir: Path, threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:
@@ -148,7 +152,7 @@ def normalize(
             result = _incremental(con, staging_dir, publication_dir, live_manifest, base, threads)
         else:
             result = _full(con, staging_dir, publication_dir, live_manifest, threads)
-        written, linked = write_storylines(
+        written, linked, storyline_ids = write_storylines(
             con,
             publication_dir,
             storylines,
@@ -160,6 +164,9 @@ def normalize(
         if result.rewritten is not None:
             result.rewritten["event_storylines"] = written
             result.linked += linked
+        if result.touched is not None and storyline_ids is not None:
+            keys = result.touched.keys | {"storyline_id": storyline_ids}
+            result.touched = replace(result.touched, keys=keys)
         result.counts = _counts(publication_dir)
         return result
     finally:
@@ -353,7 +360,7 @@ def _incremental(
     )
     _write_parts(con, publication, "files", file_parts, old, workers, keyed_by_file=True)
     linked += link_untouched(old, publication, "files", file_parts)
-    _write_tags(con, publication, old)
+    tag_ids = _write_tags(con, publication, old)
     if part_path(old, "countries", WHOLE).exists():  # the gazetteer ships with the code: as before
         (publication / "countries").mkdir(parents=True, exist_ok=True)
         linked += link_untouched(old, publication, "countries", [])
@@ -375,6 +382,7 @@ def _incremental(
         _column(con, "SELECT event_id FROM affected ORDER BY 1"),
         _column(con, "SELECT file_path FROM recomputed ORDER BY 1"),
         old,
+        {} if tag_ids is None else {"tag_id": tag_ids},
     )
     return NormalizeResult(
         counts={},
@@ -451,11 +459,14 @@ def _write_parts(
     crash_point(f"normalize:{name}")
 
 
-def _write_tags(con: duckdb.DuckDBPyConnection, publication: Path, old: Path | None = None) -> None:
+def _write_tags(
+    con: duckdb.DuckDBPyConnection, publication: Path, old: Path | None = None
+) -> list[str] | None:
     """`tags` from every part of event_tags and tag_spellings (a few columns of each). With
     `old` (the previous publication; `affected` holds the events whose rows were recomputed),
     only the tags those events name, before or after, are recomputed: a tag's row depends on
-    the events naming it alone. The rest are the previous rows."""
+    the events naming it alone. The rest are the previous rows. Returns the recomputed tag
+    ids (None: all of them)."""
     for name in ("events", "event_tags", "tag_spellings"):
         con.execute(
             f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(table_glob(publication, name))})"
@@ -464,7 +475,7 @@ def _write_tags(con: duckdb.DuckDBPyConnection, publication: Path, old: Path | N
     if old is None or not part_path(old, "tags", WHOLE).exists():
         write_part(con, model_sql("tags"), target, PARQUET_OPTIONS)
         crash_point("normalize:tags")
-        return
+        return None
     before = {
         name: f"read_parquet({sql_literal(table_glob(old, name))})"
         for name in ("event_tags", "tag_spellings")
@@ -493,9 +504,11 @@ def _write_tags(con: duckdb.DuckDBPyConnection, publication: Path, old: Path | N
         target,
         PARQUET_OPTIONS,
     )
+    tag_ids = _column(con, "SELECT tag_id FROM touched_tags ORDER BY 1")
     con.execute("DROP TABLE fresh_tags")
     con.execute("DROP TABLE touched_tags")
     crash_point("normalize:tags")
+    return tag_ids
 
 
 def _write_countries(con: duckdb.DuckDBPyConnection, publication: Path) -> None:

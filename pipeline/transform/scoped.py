@@ -22,6 +22,17 @@ def scoped_model(
     with each table it reads that `views` names replaced by that SELECT (say, the rows of a
     few tags): the views sit in a schema searched before `main`, so the model's text stays
     the one a full build runs."""
+    scoped_query(con, model_sql(model), target, views, params)
+
+
+def scoped_query(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    target: str,
+    views: dict[str, str],
+    params: dict[str, Any] | None = None,
+) -> None:
+    """`scoped_model` for any query text `sql` (say, a suite's frame)."""
     con.execute(f"DROP SCHEMA IF EXISTS {_SCOPE} CASCADE")
     con.execute(f"CREATE SCHEMA {_SCOPE}")
     try:
@@ -29,7 +40,7 @@ def scoped_model(
             con.execute(f"CREATE VIEW {_SCOPE}.{name} AS {select}")
         con.execute(f"SET search_path = '{_SCOPE},main'")
         try:
-            con.execute(f"CREATE OR REPLACE TABLE main.{target} AS {model_sql(model)}", params or {})
+            con.execute(f"CREATE OR REPLACE TABLE main.{target} AS {sql}", params or {})
         finally:
             con.execute("SET search_path = 'main'")
     finally:

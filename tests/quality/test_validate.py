@@ -577,6 +577,81 @@ def test_an_incremental_check_of_a_whole_table_checks_the_rows_that_changed(clea
     assert tags_failures("SELECT * FROM p") == set()
 
 
+def test_a_scope_must_name_a_column_and_its_tables(tmp_path):
+    shutil.copytree(DEFAULT_EXPECTATIONS, tmp_path / "exp")
+    suite = json.loads((tmp_path / "exp" / "tags.json").read_text())
+    suite["scope"] = {"column": "tag_id"}
+    (tmp_path / "exp" / "tags.json").write_text(json.dumps(suite))
+    with pytest.raises(SuiteError, match="tags.json: scope must be"):
+        load_specs(tmp_path / "exp")
+
+
+def test_a_scoped_frame_is_the_whole_frame_of_its_keys(clean, tmp_path):
+    """A suite's `scope` promises that its frame computed over the scope tables' rows of some
+    keys is the whole frame's rows of those keys: true of every shipped suite that declares
+    one, for keys with rows and keys without."""
+    from pipeline.core.tables import table_glob
+    from pipeline.transform.scoped import scoped_query
+
+    scoped = [s for s in load_specs() if s.scope is not None]
+    assert {s.name for s in scoped} >= {"tags", "storylines"}
+    with duckdb.connect() as con:
+        for table in ("tags", "event_tags", "storylines", "event_storylines", "events"):
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{table_glob(clean, table)}')")
+        for spec in scoped:
+            assert spec.scope is not None
+            column, tables = spec.scope
+            keys = [
+                r[0] for r in con.execute(f"SELECT DISTINCT {column} FROM {tables[0]} ORDER BY 1").fetchall()
+            ]
+            assert len(keys) >= 3, spec.name
+            chosen = [*keys[:: max(1, len(keys) // 3)][:3], "no-such-key"]
+            con.execute(
+                f"CREATE OR REPLACE TABLE touched_key_{column} AS SELECT unnest(?::VARCHAR[]) AS {column}",
+                [chosen],
+            )
+            views = {
+                t: f"SELECT * FROM main.{t} WHERE {column} IN (SELECT {column} FROM touched_key_{column})"
+                for t in tables
+            }
+            scoped_query(con, spec.frame_sql, "part", views)
+            whole = f"SELECT * FROM ({spec.frame_sql}) WHERE {column} IN (SELECT {column} FROM touched_key_{column})"
+            assert con.execute("SELECT count(*) FROM part").fetchone()[0] == 3, spec.name
+            assert con.execute(f"SELECT * FROM part EXCEPT ALL {whole}").fetchall() == [], spec.name
+            assert con.execute(f"{whole} EXCEPT ALL SELECT * FROM part").fetchall() == [], spec.name
+
+
+def test_an_incremental_check_of_a_scoped_suite_checks_the_recomputed_keys(clean, tmp_path):
+    """With the tags the build recomputed (Touched.keys), the tags suite checks those tags'
+    rows: a broken row among them fails, one outside them is the previous publication's."""
+    from pipeline.transform.normalize import Touched
+
+    broken = tmp_path / "publication"
+    shutil.copytree(clean, broken)
+    with duckdb.connect() as con:
+        first, other = (
+            r[0]
+            for r in con.execute(
+                f"SELECT tag_id FROM '{broken}/tags/*.parquet' ORDER BY 1 LIMIT 2"
+            ).fetchall()
+        )
+    _rewrite_part(
+        broken, "tags", "all",
+        f"SELECT * FROM p UNION ALL SELECT * REPLACE (event_count + 5 AS event_count) FROM p WHERE tag_id = '{first}'",
+    )  # fmt: skip
+
+    def failures(keys: list[str]) -> set[str]:
+        report = validate_publication(
+            broken, tmp_path / f"v-{len(keys)}-{keys[0]}", "r", FILES_SEEN, TODAY, only={"tags"},
+            build_docs=False, rewritten={"events": []}, touched=Touched([], [], clean, {"tag_id": keys}),
+        )  # fmt: skip
+        return {o.kwargs.get("column") or o.kwargs.get("column_B", "") for o in report.critical_failures}
+
+    assert failures([first]) == {"tag_id_occurrences", "event_tag_rows"}
+    assert failures([other, first]) == {"tag_id_occurrences", "event_tag_rows"}
+    assert failures([other]) == set()
+
+
 def test_chunks_hold_as_many_batches_as_fit_the_byte_budget():
     """Narrow frames get more rows per Great Expectations run for the same memory; a batch
     larger than the budget is a chunk alone; every chunk is one contiguous piece per column."""

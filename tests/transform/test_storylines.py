@@ -202,7 +202,7 @@ def test_an_incremental_build_rewrites_only_the_storyline_parts_that_changed(tmp
     shutil.rmtree(pub / "event_storylines")
     con = duckdb.connect()
     try:
-        written, linked = write_storylines(
+        written, linked, _ = write_storylines(
             con, pub, DEFAULT_RULE, PARQUET_OPTIONS, tmp_path / "before" / "pub"
         )
     finally:
@@ -232,7 +232,7 @@ def test_a_publication_of_the_single_file_layout_is_not_reused(tmp_path):
     shutil.rmtree(pub / "event_storylines")
     con = duckdb.connect()
     try:
-        written, linked = write_storylines(con, pub, DEFAULT_RULE, PARQUET_OPTIONS, old)
+        written, linked, _ = write_storylines(con, pub, DEFAULT_RULE, PARQUET_OPTIONS, old)
     finally:
         con.close()
     assert (written, linked) == (["2014", "2016", "2017", "none"], 0)
@@ -325,13 +325,22 @@ def test_recomputing_only_the_changed_region_equals_recomputing_everything(tmp_p
         con = duckdb.connect()
         try:
             con.register("changed_events", changed)
-            written, linked = write_storylines(
+            written, linked, recomputed = write_storylines(
                 con, after, rule, PARQUET_OPTIONS, before, changed="changed_events"
             )
         finally:
             con.close()
         assert {name: table(after, name) for name in full} == full, f"step {step}"
         assert len(written) + linked == len(list((after / "event_storylines").glob("*.parquet")))
+        # Validation checks the rows of the storylines it names alone: every storyline whose
+        # row or members differ from before must be among them.
+        differs = {
+            id_
+            for name, at in (("storylines", 0), ("event_storylines", 1))
+            for id_, _ in {(r[at], repr(r)) for r in table(before, name)}
+            ^ {(r[at], repr(r)) for r in table(after, name)}
+        }
+        assert recomputed is not None and differs <= set(recomputed), f"step {step}"
         before = after
 
 
