@@ -1,7 +1,8 @@
 """Watch-mode latency: `python benchmarks/watch.py [--events 110000] [--singles 30] [--burst 500] [--memory-batches 100]`.
 
 On a copy (hard links) of the generated archive, published once by `run`, a `watch` process
-runs against a running Prefect API. Then:
+runs against a running Prefect API. Each written event carries the Related items of one of
+the archive's latest events (`related_sections`), as a real arrival does. Then:
 
 - single_p50 / single_p95   files written one at a time (each waits for the previous one to
                             be visible): seconds from the file's close to its event being
@@ -40,12 +41,35 @@ from benchmarks.results import save  # noqa: E402
 from benchmarks.run import CACHE, PYTHON, archive_for, tree_rss_bytes  # noqa: E402
 
 
-def document(day: str, title: str) -> str:
+def document(day: str, title: str, related: str = "") -> str:
     y, m, d = day.split("-")
     return (
         f"### [{day}](/news/{y}/{m}/{int(d)}/index.md)\n\n# {title}\n\n"
-        "### Source:\n\n1. [Reuters](https://www.reuters.com/world/1)\n"
+        "### Source:\n\n1. [Reuters](https://www.reuters.com/world/1)\n" + related
     )
+
+
+def related_sections(archive: Path, wanted: int = 200) -> list[str]:
+    """The `### Related:` sections of the archive's latest events, for the watched documents:
+    a new event continues running stories (real events have 3.3 related items), so its items
+    point at archived events with their contexts and reach into storylines and tags as a real
+    arrival does. An event with no related item (the benchmark before session 22) skipped
+    most of the storylines step."""
+    sections: list[str] = []
+    for year in sorted((archive / "news").iterdir(), reverse=True):
+        for path in sorted(year.rglob("*.md"), reverse=True):
+            if path.name == "index.md":
+                continue
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:  # the generated archive holds some broken files
+                continue
+            at = text.find("### Related:")
+            if at >= 0:
+                sections.append("\n" + text[at:])
+            if len(sections) == wanted:
+                return sections
+    return sections or [""]
 
 
 def visible(catalog: Path, sql: str, params: list, want: int) -> bool:
@@ -123,6 +147,7 @@ def main() -> int:
             time.sleep(0.1)
         day_folder = archive / "news" / "2026" / "11" / "25"
         day_folder.mkdir(parents=True, exist_ok=True)
+        sections = related_sections(archive)
         # Found by its key (the parts are sorted by event_id: DuckDB reads one row group), then
         # its title. Looking it up by title alone read every title of the table: at a million
         # events 0.12 s and 0.2 s of CPU per poll, every 20 ms, which left the watcher under
@@ -136,7 +161,7 @@ def main() -> int:
             title = f"Watched event number {i} arrives"
             path = day_folder / f"watched-event-number-{i}-arrives.md"
             with path.open("w", encoding="utf-8") as handle:
-                handle.write(document("2026-11-25", title))
+                handle.write(document("2026-11-25", title, sections[i % len(sections)]))
             seconds = wait_visible(catalog, count_title, [f"2026-11-25/{path.stem}", title], 1)
             if i < args.singles:
                 latencies.append(seconds)
@@ -163,7 +188,8 @@ def main() -> int:
         start = time.perf_counter()
         for i in range(args.burst):
             (burst_folder / f"burst-event-{i}.md").write_text(
-                document("2026-11-24", f"Burst event {i} lands"), encoding="utf-8"
+                document("2026-11-24", f"Burst event {i} lands", sections[i % len(sections)]),
+                encoding="utf-8",
             )
         written = time.perf_counter() - start
         burst = written + wait_visible(

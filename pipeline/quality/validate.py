@@ -760,20 +760,35 @@ def _collect(
     at a million events, whose `daily` has 8,000 days above the usual range)."""
     if quick:
         if not _has_mostly(spec):
-            first = built.definitions[spec.name].run(
-                batch_parameters={"dataframe": frame}, result_format="BOOLEAN_ONLY", run_id=run_name
-            )
+            first = _unstored(built.definitions[spec.name], frame, "BOOLEAN_ONLY")
             if all(res.success for res in first.results):
                 _fold(spec.name, first.results, outcomes)
                 return
-        full = built.definitions[spec.name].run(
-            batch_parameters={"dataframe": frame}, result_format="SUMMARY", run_id=run_name
-        )
+        full = _unstored(built.definitions[spec.name], frame, "SUMMARY")
         _fold(spec.name, full.results, outcomes, (frame, spec.key))
         return
     result = built.checkpoints[spec.name].run(batch_parameters={"dataframe": frame}, run_id=run_name)
     for run_result in result.run_results.values():
         _fold(spec.name, run_result.results, outcomes)
+
+
+def _unstored(definition: Any, frame: Any, result_format: Any) -> Any:
+    """A validation definition's result on `frame`, as `ValidationDefinition.run` gives it but
+    neither stored nor checked against the stores first: a result no Data Docs will show is
+    dropped anyway (`forget_results`), and storing it (serializing every result) and the
+    freshness check were a fifth of Great Expectations' time per suite in a watcher's batch
+    (profiled: 0.13 s and 0.09 s of 1.18 s for 20 runs). `run` does the same with the same
+    Validator (GX 1.x); if GX moves it, `run` is used."""
+    try:
+        from great_expectations.validator.v1_validator import Validator
+    except ImportError:  # pragma: no cover - another GX layout
+        return definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
+    validator = Validator(
+        batch_definition=definition.batch_definition,
+        batch_parameters={"dataframe": frame},
+        result_format=result_format,
+    )
+    return validator.validate_expectation_suite(definition.suite)
 
 
 def _fold(
