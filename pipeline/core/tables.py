@@ -186,3 +186,15 @@ TOUCHED_ROWS = {
     "OR file_path IN (SELECT file_path FROM touched_files)",
     "files": "file_path IN (SELECT file_path FROM touched_files)",
 }
+
+# Likewise for the whole-table models an incremental build recomputes by key (Touched.keys):
+# (key column, the rows of the keys it names). Any other row is the previous publication's.
+KEYED_ROWS = {
+    "tags": ("tag_id", "tag_id IN (SELECT tag_id FROM touched_key_tag_id)"),
+    "storylines": ("storyline_id", "storyline_id IN (SELECT storyline_id FROM touched_key_storyline_id)"),
+    # a row (event, storyline) that appeared or went has its storyline among those named
+    "event_storylines": (
+        "storyline_id",
+        "storyline_id IN (SELECT storyline_id FROM touched_key_storyline_id)",
+    ),
+}

@@ -33,7 +33,17 @@ import pyarrow.parquet as pq
 from pipeline.core.config import OutputLayout
 from pipeline.core.sqltext import sql_list, sql_literal
 from pipeline.core.storage import save_json, save_parquet
-from pipeline.core.tables import PUBLISHED, TABLE, TOUCHED_ROWS, WHOLE, YEAR, link_untouched, part_path, parts
+from pipeline.core.tables import (
+    KEYED_ROWS,
+    PUBLISHED,
+    TABLE,
+    TOUCHED_ROWS,
+    WHOLE,
+    YEAR,
+    link_untouched,
+    part_path,
+    parts,
+)
 
 if TYPE_CHECKING:
     from pipeline.transform.normalize import Touched
@@ -176,13 +186,15 @@ def record(
         if rows is not None:
             con.register("touched_events", pa.table({"event_id": pa.array(rows.event_ids, pa.string())}))
             con.register("touched_files", pa.table({"file_path": pa.array(rows.file_paths, pa.string())}))
+            for column, values in rows.keys.items():
+                con.register(f"touched_key_{column}", pa.table({column: pa.array(values, pa.string())}))
         # The first publication's keys are never read (a change set starts after a run's
         # transition, and nothing comes before the first): only its events are listed.
         for table in DIFFED if old is not None else ():
             spec = TABLE[table]
             names = None if rewritten is None or spec.layout != YEAR else rewritten.get(table)
             touched[table] = names
-            where = TOUCHED_ROWS.get(table) if rows is not None else None
+            where = _recomputed_rows(table, rows)
             save_parquet(entry / f"{table}.parquet", _changed_keys(con, old, new, table, names, where))
         events = _event_changes(con, entry, old, new, target)
         save_parquet(entry / "events-changes.parquet", events)
@@ -201,6 +213,18 @@ def record(
         entry / "meta.json", {"from": source, "to": target, "at": at, "parts": touched}
     )  # last: recorded
     return Transition(seq, entry, source, target, at, touched)
+
+
+def _recomputed_rows(table: str, rows: Touched | None) -> str | None:
+    """The rows of `table` an incremental build recomputed, as SQL (None: every row): those of
+    its recomputed events and files, or of the keys it names (the tags and storylines it
+    recomputed: at 110k events, diffing those two tables whole was 85 ms of a one-file batch)."""
+    if rows is None:
+        return None
+    if table in TOUCHED_ROWS:
+        return TOUCHED_ROWS[table]
+    keyed = KEYED_ROWS.get(table)
+    return keyed[1] if keyed is not None and keyed[0] in rows.keys else None
 
 
 def _changed_keys(
