@@ -248,7 +248,7 @@ def test_recomputing_only_the_changed_region_equals_recomputing_everything(tmp_p
     recomputing every storyline writes, and links the year parts it leaves alone."""
     import random
 
-    from pipeline.transform.normalize import PARQUET_OPTIONS
+    from pipeline.transform.normalize import PARQUET_OPTIONS, _write_tags
     from pipeline.transform.storylines import KEPT, write_storylines
 
     rng = random.Random(7)
@@ -348,6 +348,23 @@ def test_recomputing_only_the_changed_region_equals_recomputing_everything(tmp_p
             for id_, _ in {(r[at], repr(r)) for r in table(before, name)}
             ^ {(r[at], repr(r)) for r in table(after, name)}
         }
+        # `tags` recomputed for the changed events alone equals a full build's too
+        full_tags = table(after, "tags")
+        (after / "tags" / "all.parquet").unlink()
+        con = duckdb.connect()
+        try:
+            con.register("affected", changed)
+            con.execute(
+                f"CREATE TABLE fresh_events AS SELECT * FROM read_parquet('{table_glob(after, 'events')}') "
+                "SEMI JOIN affected USING (event_id)"
+            )
+            recounted = _write_tags(con, after, before)
+        finally:
+            con.close()
+        assert table(after, "tags") == full_tags, f"step {step}"
+        assert recounted is not None and {r[0] for r in full_tags} ^ {
+            r[0] for r in table(before, "tags")
+        } <= set(recounted)
         if step == 5:  # without them every storyline was recomputed: all are checked
             assert recomputed is None
         else:
