@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from pipeline.core.sqltext import sql_literal
+from pipeline.core.sqltext import sql_list, sql_literal
 from pipeline.core.storage import atomic_path
 
 YEAR = "year"  # parts by the year of the event id, plus `none` (rows without an event)
@@ -114,6 +114,17 @@ def row_count(publication: Path, table: str) -> int:
 
 def row_count_of(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
+
+
+def parts_rows(publication: Path, table: str, names: Sequence[str], columns: Sequence[str]) -> str:
+    """A relation over the parts `names` of `table` that exist (say, the years of a few events,
+    whose rows sit in those parts alone), or an empty one with `columns` (VARCHAR) if none does."""
+    files = [
+        str(part_path(publication, table, n)) for n in names if part_path(publication, table, n).exists()
+    ]
+    if files:
+        return f"read_parquet({sql_list(files)})"
+    return "(SELECT " + ", ".join(f"NULL::VARCHAR AS {c}" for c in columns) + " WHERE false)"
 
 
 def part_filter(part: str) -> str:

@@ -30,6 +30,7 @@ from pipeline.core.tables import (
     link_untouched,
     part_filter,
     part_path,
+    parts_rows,
     row_count,
     table_glob,
     write_part,
@@ -480,17 +481,10 @@ def _write_tags(
     years = _column(con, "SELECT DISTINCT substr(event_id, 1, 4) FROM affected")
     for side, pub in (("old", old), ("new", publication)):
         for name, columns in (
-            ("event_tags", "event_id, tag_id"),
-            ("tag_spellings", "event_id, tag_id, name"),
+            ("event_tags", ("event_id", "tag_id")),
+            ("tag_spellings", ("event_id", "tag_id", "name")),
         ):
-            files = [str(part_path(pub, name, y)) for y in years if part_path(pub, name, y).exists()]
-            rows = (
-                f"SELECT {columns} FROM read_parquet({sql_list(files)}) SEMI JOIN affected USING (event_id)"
-                if files
-                else "SELECT "
-                + ", ".join(f"NULL::VARCHAR AS {c.strip()}" for c in columns.split(","))
-                + " WHERE false"
-            )
+            rows = f"SELECT {', '.join(columns)} FROM {parts_rows(pub, name, years, columns)} SEMI JOIN affected USING (event_id)"
             con.execute(f"CREATE TABLE tg_{side}_{name} AS {rows}")
     con.execute(
         """CREATE TABLE touched_tags AS

@@ -48,6 +48,7 @@ from pipeline.core.tables import (
     part_filter,
     part_path,
     parts,
+    parts_rows,
     table_glob,
     write_part,
     write_parts,
@@ -80,6 +81,7 @@ def components(edges: pa.Table) -> pa.Table:
 # incremental build finds the specificity of every tag its changed events do not name there
 # (none of their rows changed), rather than reading those tags' rows again.
 KEPT = ".storylines"
+OWN, REL = ("event_id", "tag_id"), ("event_id", "related_event_id", "tag_id")  # the tables' columns read here
 
 
 def specific_file(publication: Path, params: dict[str, int]) -> Path:
@@ -236,16 +238,6 @@ CREATE OR REPLACE TABLE sl_read AS
 """
 
 
-def _year_rows(publication: Path, table: str, years: list[str], columns: str) -> str:
-    """The rows of `table`'s parts of `years` (the parts holding those years' events' rows)."""
-    files = [
-        str(part_path(publication, table, y)) for y in years if part_path(publication, table, y).exists()
-    ]
-    if files:
-        return f"read_parquet({sql_list(files)})"
-    return "(SELECT " + ", ".join(f"NULL::VARCHAR AS {c}" for c in columns.split()) + " WHERE false)"
-
-
 def _reach_both(con: duckdb.DuckDBPyConnection, previous: Path, publication: Path, tags: str) -> None:
     """The rows of the tags in table `tags` that the model specific_tags reads, in the
     previous publication (`sl_old_*`) and the new one (`sl_new_*`): `*_own` (tag_id,
@@ -262,6 +254,7 @@ def _reach_both(con: duckdb.DuckDBPyConnection, previous: Path, publication: Pat
         old_files = [str(f) for f in sorted((previous / table).glob("*.parquet"))]
         new_ids, old_ids = {_file_id(f) for f in new_files}, {_file_id(f) for f in old_files}
         old_only = [f for f in old_files if _file_id(f) not in new_ids]
+        shared = {f for f in new_files if _file_id(f) in old_ids}
         files = new_files + old_only
         if not files:
             for side in ("new", "old"):
@@ -274,8 +267,8 @@ def _reach_both(con: duckdb.DuckDBPyConnection, previous: Path, publication: Pat
             pa.table(
                 {
                     "filename": pa.array(files, pa.string()),
-                    "new": pa.array([f in set(new_files) for f in files]),
-                    "old": pa.array([f in set(old_only) or _file_id(f) in old_ids for f in files]),
+                    "new": pa.array([i < len(new_files) for i in range(len(files))]),
+                    "old": pa.array([i >= len(new_files) or f in shared for i, f in enumerate(files)]),
                 }
             ),
         )
@@ -311,18 +304,16 @@ def _specific(con: duckdb.DuckDBPyConnection, reach: str, params: dict[str, int]
     return target
 
 
-def _links(reach: str, specific: str, own: str = "true", related: str = "true") -> str:
-    """The links (event_id, tag_id) of the graph through the tags of `specific`, from the rows
-    `_reach_both` put in `reach` (the model storyline_edges, restricted), of the events `own` and
-    `related` select among the event_tags and relation_tags rows. Unrestricted, this includes
-    items pointing at events not in the archive: a superset, for finding the region (asking
-    which targets exist read every event id twice, 0.06 s of a one-file batch at a million
-    events; an event with no link is in no storyline)."""
+def _links(reach: str, specific: str) -> str:
+    """The links (event_id, tag_id) through the tags of `specific`, from the rows `_reach_both`
+    put in `reach` (the model storyline_edges, restricted), items pointing at events not in
+    the archive included: a superset, for finding the region (asking which targets exist read
+    every event id twice, 0.06 s of a one-file batch at a million events; an event with no
+    link is in no storyline)."""
     return f"""
-        SELECT event_id, tag_id FROM {reach}_own SEMI JOIN {specific} USING (tag_id) WHERE {own}
+        SELECT event_id, tag_id FROM {reach}_own SEMI JOIN {specific} USING (tag_id)
         UNION
-        SELECT related_event_id AS event_id, tag_id FROM {reach}_rel SEMI JOIN {specific} USING (tag_id)
-        WHERE {related}"""
+        SELECT related_event_id AS event_id, tag_id FROM {reach}_rel SEMI JOIN {specific} USING (tag_id)"""
 
 
 def _write_region(
@@ -345,10 +336,10 @@ def _write_region(
     con.execute(
         _REGION_SQL.format(
             changed=changed,
-            old_own=_year_rows(previous, "event_tags", years, "event_id tag_id"),
-            old_rel=_year_rows(previous, "relation_tags", years, "event_id related_event_id tag_id"),
-            new_own=_year_rows(publication, "event_tags", years, "event_id tag_id"),
-            new_rel=_year_rows(publication, "relation_tags", years, "event_id related_event_id tag_id"),
+            old_own=parts_rows(previous, "event_tags", years, OWN),
+            old_rel=parts_rows(previous, "relation_tags", years, REL),
+            new_own=parts_rows(publication, "event_tags", years, OWN),
+            new_rel=parts_rows(publication, "relation_tags", years, REL),
         )
     )
     con.execute(_READ_SQL.format(kept=sql_literal(str(specific_file(previous, params)))))
@@ -385,36 +376,15 @@ def _write_region(
     con.execute(
         "CREATE OR REPLACE TABLE sl_archived AS SELECT event_id FROM sl_region SEMI JOIN events USING (event_id)"
     )
-    years = [
-        r[0]
-        for r in con.execute("SELECT DISTINCT substr(event_id, 1, 4) FROM sl_region ORDER BY 1").fetchall()
-    ]
-    own = [
-        str(part_path(publication, "event_tags", y))
-        for y in years
-        if part_path(publication, "event_tags", y).exists()
-    ]
-    rel = [
-        str(part_path(publication, "relation_tags", y))
-        for y in years
-        if part_path(publication, "relation_tags", y).exists()
-    ]
-    links = [
-        f"""SELECT event_id, tag_id FROM read_parquet({sql_list(own)})
-        SEMI JOIN sl_region USING (event_id) SEMI JOIN sl_all_specific USING (tag_id)"""
-        if own
-        else "",
-        f"""SELECT related_event_id AS event_id, tag_id FROM read_parquet({sql_list(rel)})
+    years = _column(con, "SELECT DISTINCT substr(event_id, 1, 4) FROM sl_region ORDER BY 1")
+    edges = con.sql(
+        f"""SELECT event_id, tag_id FROM {parts_rows(publication, "event_tags", years, OWN)}
+        SEMI JOIN sl_region USING (event_id) SEMI JOIN sl_all_specific USING (tag_id)
+        UNION
+        SELECT related_event_id AS event_id, tag_id FROM {parts_rows(publication, "relation_tags", years, REL)}
         SEMI JOIN sl_region USING (event_id) SEMI JOIN sl_all_specific USING (tag_id)
         WHERE related_event_id IN (SELECT event_id FROM sl_archived)"""
-        if rel
-        else "",
-    ]
-    in_region = (
-        " UNION ".join(q for q in links if q)
-        or "SELECT NULL::VARCHAR AS event_id, NULL::VARCHAR AS tag_id LIMIT 0"
-    )
-    edges = con.sql(in_region).to_arrow_table()
+    ).to_arrow_table()
     membership = components(edges)
     del edges
     con.register("event_components", membership)
