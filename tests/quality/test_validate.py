@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from contextlib import nullcontext
 from pathlib import Path
 
 import duckdb
@@ -757,3 +758,34 @@ def test_a_quick_first_pass_reports_what_a_full_validation_reports(clean, tmp_pa
     assert any(o.examples for o in quick.critical_failures)
     titles = next(o for o in quick.outcomes if o.kwargs.get("column") == "title_length")
     assert titles.success and titles.unexpected_count == 1  # a `mostly` pass, with its count
+
+
+def test_expectation_configurations_built_once_give_the_same_outcomes(clean, tmp_path, monkeypatch):
+    """Great Expectations rebuilds an expectation's configuration on every read; validation
+    builds each once per expectation object (`_keep_configurations`). On a publication broken
+    for several suites, every outcome (success, counts, examples) equals what GX's own
+    property gives, and the cache is gone once a validation ends."""
+    from dataclasses import asdict
+
+    from great_expectations.expectations.expectation import Expectation
+
+    from pipeline.quality import validate as module
+
+    broken = tmp_path / "publication"
+    shutil.copytree(clean, broken)
+    con = duckdb.connect()
+    for folder in clean.iterdir():
+        if not folder.name.startswith("."):
+            con.execute(f"CREATE VIEW {folder.name} AS SELECT * FROM read_parquet('{folder}/*.parquet')")
+    for table, sql in (("events", BROKEN[1][1]), ("sources", set_first("sources", "event_id", "NULL"))):
+        shutil.rmtree(broken / table)
+        (broken / table).mkdir()
+        con.execute(f"COPY ({sql}) TO '{broken / table}/all.parquet' (FORMAT parquet)")
+    kept = validate_publication(broken, tmp_path / "k", "r", FILES_SEEN, TODAY, build_docs=False)
+    assert getattr(Expectation.configuration.fget, "kept", False)  # the memo was in use
+    assert getattr(module._kept, "configurations", None) is None  # and is dropped after
+    monkeypatch.setattr(module, "_configurations_kept", nullcontext)  # GX's own, every read
+    fresh = validate_publication(broken, tmp_path / "f", "r", FILES_SEEN, TODAY, build_docs=False)
+    assert not kept.passed
+    for a, b in zip(kept.outcomes, fresh.outcomes, strict=True):
+        assert asdict(a) | {"examples": len(a.examples)} == asdict(b) | {"examples": len(b.examples)}
