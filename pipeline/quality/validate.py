@@ -133,6 +133,22 @@ def _scope(path: Path, doc: dict[str, Any]) -> tuple[str, tuple[str, ...]] | Non
     return column, tuple(tables)
 
 
+_WORD = re.compile(r"\b(?:checked_)?(\w+)")
+
+
+def frame_tables(spec: SuiteSpec) -> frozenset[str]:
+    """The publication's tables a suite's frame may read: every table name among its words
+    (a column of the same name counts too: it can only make the set larger)."""
+    from pipeline.core.tables import TABLE
+
+    return frozenset(w for w in _WORD.findall(re.sub(r"--[^\n]*", "", spec.frame_sql)) if w in TABLE)
+
+
+def suites_within(tables: Collection[str], expectations_dir: Path = DEFAULT_EXPECTATIONS) -> list[str]:
+    """The suites whose frames read none but these tables."""
+    return [s.name for s in load_specs(expectations_dir) if frame_tables(s) <= set(tables)]
+
+
 # Packages that importing Great Expectations executes but our validation never uses: scipy's
 # statistics (for a KL-divergence expectation) and altair (charts for Data Docs' profiling
 # pages), 0.9 s of its 2.6 s import (`python -X importtime`). SQLAlchemy (0.27 s more) stays
@@ -381,6 +397,8 @@ def validate_publication(
     rewritten: dict[str, list[str]] | None = None,
     touched: Touched | None = None,
     docs_later: bool = False,
+    tables: Collection[str] | None = None,
+    prior: ValidationReport | None = None,
 ) -> ValidationReport:
     """Run every suite (or those named in `only`) over the publication's Parquet; write a JSON
     report and, with `build_docs`, Data Docs.
@@ -397,8 +415,13 @@ def validate_publication(
     expectation (a share of the whole) keep their parts or whole tables.
     Suites whose frame reads no `checked_` table (tags, storylines, run_summary, daily) run once,
     whole. With `docs_later`, the Data Docs are left to `write_data_docs`, which the caller
-    runs after it has used the report (the validation process answers first)."""
+    runs after it has used the report (the validation process answers first).
+
+    `tables` limits the publication's tables read to those (the others may still be being
+    written: `suites_within` names the suites that need no other), and the report includes the
+    outcomes of `prior`, a validation of the other suites of the same publication."""
     docs_dir = report_dir / "docs"
+    allowed = None if tables is None else frozenset(tables)
     built = _checkpoints(expectations_dir, docs_dir)
     specs = [s for s in built.specs if only is None or s.name in only]
 
@@ -410,7 +433,7 @@ def validate_publication(
     # Data Docs list each validation under our run id (GX's default is `__none__`).
     run_name = RunIdentifier(run_name=run_id, run_time=dt.datetime.now(dt.UTC))
     try:
-        tables = _tables(publication)
+        tables = [t for t in _tables(publication) if allowed is None or t in allowed]
         for table in tables:
             con.execute(
                 f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_literal(table_glob(publication, table))})"
@@ -456,6 +479,8 @@ def validate_publication(
             built.forget_results()
 
     ordered = [outcomes[key] for key in sorted(outcomes)]
+    if prior is not None:  # other suites: by suite, each suite's in its own order (stable)
+        ordered = sorted([*prior.outcomes, *ordered], key=lambda o: o.suite)
     passed = not any(not o.success and o.severity == CRITICAL for o in ordered)
     report_dir.mkdir(parents=True, exist_ok=True)
     report_path = report_dir / f"{run_id}.json"

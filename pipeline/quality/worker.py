@@ -21,6 +21,7 @@ import pickle
 import signal
 import threading
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from multiprocessing import get_context
 from pathlib import Path
@@ -104,23 +105,46 @@ class ValidationProcess:
         self.process.start()
         child.close()
         self.docs_pending = False
+        self.unanswered = 0  # requests sent whose reports nobody received (see `send`)
+        self.sent = 0  # requests sent so far: `begin`'s waiter checks that its is the last
 
     def validate(self, **arguments: Any) -> ValidationReport:
         """`validate_publication(**arguments)` in the process; a dead process raises
         `ValidationProcessDied`, an interrupt kills it (its state is then unknown). The Data
         Docs are built after the report comes back: `finish_docs` waits for them."""
+        self.send(**arguments)
+        return self.receive(bool(arguments.get("build_docs", True)))
+
+    def send(self, **arguments: Any) -> int:
+        """Ask for `validate_publication(**arguments)` and return at once; `receive` gives the
+        report. The replies to earlier requests nobody received (a run that failed between
+        the two) are read and dropped first: each request's reply is the next one read."""
         try:
             if self.docs_pending:  # an earlier run's, which it did not wait for
                 with suppress(Exception):
                     self.finish_docs()
+            while self.unanswered:
+                self._receive()
+                self.unanswered -= 1
             self.conn.send(arguments)
+            self.unanswered = 1
+            self.sent += 1
+            return self.sent
+        except BaseException:
+            self.close()
+            raise
+
+    def receive(self, docs: bool = False) -> ValidationReport:
+        """The report of the request sent last (`docs`: it asked for Data Docs)."""
+        try:
             kind, value = self._receive()
+            self.unanswered = 0
         except BaseException:
             self.close()
             raise
         if kind == "error":
             raise value
-        self.docs_pending = bool(arguments.get("build_docs", True))
+        self.docs_pending = docs
         report: ValidationReport = value
         return report
 
@@ -200,6 +224,35 @@ def validate(expectations_dir: Path, report_dir: Path, **arguments: Any) -> Vali
             with _lock:
                 if _processes.get(key) is process:
                     _processes.pop(key)
+
+
+def begin(expectations_dir: Path, report_dir: Path, **arguments: Any) -> Callable[[], ValidationReport]:
+    """Start `validate_publication` (without Data Docs) in the validation process and return at
+    once: the function returned waits for its report. Where no process can be started, the
+    validation runs now and the function returns its report."""
+    if arguments.get("build_docs", True):
+        raise ValueError("begin validates without Data Docs (build_docs=False)")
+    key = Path(expectations_dir).resolve()
+    process = start(key, Path(report_dir) / "docs")
+    if process is None:
+        from pipeline.quality.validate import validate_publication
+
+        report = validate_publication(expectations_dir=key, report_dir=report_dir, **arguments)
+        return lambda: report
+    number = process.send(expectations_dir=key, report_dir=report_dir, **arguments)
+
+    def wait() -> ValidationReport:
+        if process.sent != number or not process.unanswered:
+            raise RuntimeError("this validation's report was dropped: another was asked for since")
+        try:
+            return process.receive()
+        finally:
+            if not process.alive:
+                with _lock:
+                    if _processes.get(key) is process:
+                        _processes.pop(key)
+
+    return wait
 
 
 def finish_docs(expectations_dir: Path) -> None:

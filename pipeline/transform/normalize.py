@@ -15,6 +15,7 @@ inside the process's budget.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -105,6 +106,13 @@ class Touched:
     keys: dict[str, list[str]] = field(default_factory=dict)
 
 
+# What an incremental build has written when its year-part tables, `files` and `countries` are
+# complete: the parts it rewrote per table, and the events and files it recomputed (no keys yet).
+PartsWritten = Callable[[dict[str, list[str]], Touched], None]
+# The tables complete at that point.
+PARTS_TABLES: tuple[str, ...] = (*EVENT_MODELS, "files", "countries")
+
+
 def connect(work_dir: Path, threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that spills to `work_dir` rather than exceed `memory_limit`.
 
@@ -139,18 +147,21 @@ def normalize(
     threads: int = 2,
     memory_limit: str = "1GB",
     storylines: StorylineRule = DEFAULT_RULE,
+    on_parts: PartsWritten | None = None,
 ) -> NormalizeResult:
     """Write every table under `publication_dir` (see pipeline/tables.py).
 
     `live_manifest` is the manifest naming each file's current batch (without it every staged row
     counts). With `previous` (and `live_manifest`), only what changed since that publication is
-    recomputed; without it, everything is."""
+    recomputed; without it, everything is. An incremental build calls `on_parts` once the
+    tables written by year parts, `files` and `countries` are complete, before the tags and
+    storylines (a third of a one-file batch's build): their checks can start meanwhile."""
     publication_dir.mkdir(parents=True, exist_ok=True)
     con = connect(work_dir, threads, memory_limit)
     try:
         base = previous if live_manifest is not None else None
         if base is not None and live_manifest is not None:
-            result = _incremental(con, staging_dir, publication_dir, live_manifest, base, threads)
+            result = _incremental(con, staging_dir, publication_dir, live_manifest, base, threads, on_parts)
         else:
             result = _full(con, staging_dir, publication_dir, live_manifest, threads)
         written, linked, storyline_ids = write_storylines(
@@ -253,6 +264,7 @@ def _incremental(
     live_manifest: Path,
     previous: BuildBase,
     workers: int,
+    on_parts: PartsWritten | None = None,
 ) -> NormalizeResult:
     old = previous.publication
     # The live manifest from memory when this process holds it (its file may still be being
@@ -361,13 +373,18 @@ def _incremental(
     )
     _write_parts(con, publication, "files", file_parts, old, workers, keyed_by_file=True)
     linked += link_untouched(old, publication, "files", file_parts)
-    tag_ids = _write_tags(con, publication, old)
     if part_path(old, "countries", WHOLE).exists():  # the gazetteer ships with the code: as before
         (publication / "countries").mkdir(parents=True, exist_ok=True)
         linked += link_untouched(old, publication, "countries", [])
         crash_point("normalize:countries")
     else:
         _write_countries(con, publication)
+    rewritten = {name: event_parts for name in EVENT_MODELS} | {"files": file_parts}
+    event_ids = _column(con, "SELECT event_id FROM affected ORDER BY 1")
+    file_paths = _column(con, "SELECT file_path FROM recomputed ORDER BY 1")
+    if on_parts is not None:
+        on_parts(dict(rewritten), Touched(event_ids, file_paths, old))
+    tag_ids = _write_tags(con, publication, old)
     counts = con.execute(
         """SELECT count(*) FILTER (WHERE o.event_id IS NULL),
                   count(*) FILTER (WHERE o.event_id IS NOT NULL AND n.event_id IS NOT NULL
@@ -378,13 +395,7 @@ def _incremental(
     ).fetchone()
     assert counts is not None
     added, changed, removed = counts
-    rewritten = {name: event_parts for name in EVENT_MODELS} | {"files": file_parts}
-    touched = Touched(
-        _column(con, "SELECT event_id FROM affected ORDER BY 1"),
-        _column(con, "SELECT file_path FROM recomputed ORDER BY 1"),
-        old,
-        {} if tag_ids is None else {"tag_id": tag_ids},
-    )
+    touched = Touched(event_ids, file_paths, old, {} if tag_ids is None else {"tag_id": tag_ids})
     return NormalizeResult(
         counts={},
         added=added,

@@ -329,3 +329,90 @@ def test_cli_lists_failed_expectations_one_per_line(tmp_path):
     assert lines[1].startswith("[critical] events: expect_table_row_count_to_be_between(max_value=5)")
     assert len(lines) == 2
     assert not (tmp_path / "o" / "news.duckdb").exists()
+
+
+def test_a_watched_batch_checks_early_and_late_suites_and_either_blocks_the_publish(
+    prefect_server, tmp_path, monkeypatch
+):
+    """A batch without Data Docs (a watcher's) begins the suites over the year-part tables
+    while the tags and storylines are computed, then checks the rest: its report holds every
+    suite, and a critical failure in either half publishes nothing."""
+    import json
+
+    from flows.news_etl import ValidationFailed, news_etl
+    from pipeline.core.config import DEFAULT_EXPECTATIONS
+    from pipeline.quality import worker
+    from pipeline.quality.validate import load_specs
+    from tests.conftest import event_doc
+
+    archive = tmp_path / "archive"
+    shutil.copytree(SAMPLE, archive)
+    suites = tmp_path / "expectations"
+    shutil.copytree(DEFAULT_EXPECTATIONS, suites)
+    for name, expectation in (
+        (
+            "events",
+            {
+                "type": "expect_column_values_to_be_between",
+                "kwargs": {"column": "source_count", "max_value": 5},
+            },
+        ),
+        (
+            "tags",
+            {
+                "type": "expect_column_value_lengths_to_be_between",
+                "kwargs": {"column": "name", "max_value": 150},
+            },
+        ),
+    ):
+        suite = json.loads((suites / f"{name}.json").read_text())
+        suite["expectations"].append(expectation | {"meta": {"severity": "critical", "protects": "a test"}})
+        (suites / f"{name}.json").write_text(json.dumps(suite))
+    out = tmp_path / "out"
+    first = news_etl(input=str(archive), output=str(out), expectations=str(suites))
+    begun: list[list[str]] = []
+    begin = worker.begin
+    monkeypatch.setattr(worker, "begin", lambda *a, **k: begun.append(k["only"]) or begin(*a, **k))
+
+    def batch(rel: str, text: str) -> dict:
+        (archive / rel).parent.mkdir(parents=True, exist_ok=True)
+        (archive / rel).write_text(text, encoding="utf-8")
+        return news_etl(
+            input=str(archive),
+            output=str(out),
+            expectations=str(suites),
+            changed_paths=[rel],
+            data_docs=False,
+        )
+
+    related = "1. [A](/news/2014/06/21/x.md) _Context: Islamic State_"
+    good = batch(
+        "news/2016/03/4/a-good-event-arrives.md",
+        event_doc("2016-03-04", "A good event arrives", related=(related,)),
+    )
+    report = json.loads(Path(good["validation_report"]).read_text())
+    assert good["published"] and {o["suite"] for o in report["outcomes"]} == {
+        s.name for s in load_specs(suites)
+    }
+    assert len(begun) == 1 and "events" in begun[0] and "tags" not in begun[0]
+    published = (out / "current").resolve()
+    sources = tuple(f"1. [S{i}](https://example.org/{i})" for i in range(6))
+    long_context = "1. [A](/news/2014/06/21/x.md) _Context: " + "A very long context name " * 8 + "_"
+    for rel, text, failing in (
+        (
+            "news/2016/03/5/six-sources-arrive.md",
+            event_doc("2016-03-05", "Six sources arrive", sources=sources),
+            "events",
+        ),
+        (
+            "news/2016/03/6/a-long-context-arrives.md",
+            event_doc("2016-03-06", "A long context arrives", related=(long_context,)),
+            "tags",
+        ),
+    ):
+        with pytest.raises(ValidationFailed) as failed:
+            batch(rel, text)
+        assert {o.suite for o in failed.value.report.critical_failures} == {failing}
+        assert (out / "current").resolve() == published
+        (archive / rel).unlink()
+    assert len(begun) == 3 and first["published"]

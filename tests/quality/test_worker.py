@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.quality import worker
-from pipeline.quality.validate import DEFAULT_EXPECTATIONS, SuiteError, validate_publication
+from pipeline.quality.validate import DEFAULT_EXPECTATIONS, SuiteError, load_specs, validate_publication
 from tests.conftest import SAMPLE, TODAY, build_tables
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,3 +142,63 @@ def test_a_validation_that_fails_midway_leaves_nothing_in_the_next_data_docs(cle
         and "run-broken" not in " ".join(runs)
         and "run-broken" not in report.docs_index.read_text("utf-8")
     )
+
+
+def test_suites_begun_early_and_the_rest_report_what_one_validation_reports(clean, tmp_path):
+    """A watcher's batch begins the suites over the year-part tables while the tags and
+    storylines are computed and validates the rest after: the second report holds both
+    outcomes, as one validation of every suite gives them, and one failing suite in either
+    half fails it."""
+    from pipeline.quality.validate import suites_within
+    from pipeline.transform.normalize import PARTS_TABLES
+
+    first = suites_within(PARTS_TABLES)
+    rest = ["event_storylines", "event_tags", "relation_tags", "storylines", "tags"]
+    assert set(first) | set(rest) == {s.name for s in load_specs()} and not set(first) & set(rest)
+    whole = validate_publication(clean, tmp_path / "whole", "r", 40, TODAY, build_docs=False)
+    arguments = {"publication": clean, "run_id": "r", "files_seen": 40, "today": TODAY, "build_docs": False}
+    waiting = worker.begin(
+        DEFAULT_EXPECTATIONS, tmp_path / "split", only=first, tables=PARTS_TABLES, **arguments
+    )
+    report = worker.validate(
+        DEFAULT_EXPECTATIONS, tmp_path / "split", only=rest, prior=waiting(), **arguments
+    )
+    assert report.passed and [asdict(o) for o in report.outcomes] == [asdict(o) for o in whole.outcomes]
+    assert json.loads(report.report_path.read_text())["outcomes"] == [asdict(o) for o in whole.outcomes]
+
+    broken = tmp_path / "broken"  # an event twice: its id is not unique (critical)
+    shutil.copytree(clean, broken)
+    import duckdb
+
+    events = f"read_parquet('{clean}/events/*.parquet')"
+    duckdb.connect().execute(
+        f"COPY (SELECT * FROM {events} UNION ALL (SELECT * FROM {events} LIMIT 1)) "
+        f"TO '{broken}/events/all.parquet' (FORMAT parquet)"
+    )
+    for part in (broken / "events").glob("*.parquet"):
+        if part.name != "all.parquet":
+            part.unlink()
+    arguments["publication"] = broken
+    waiting = worker.begin(
+        DEFAULT_EXPECTATIONS, tmp_path / "broken-v", only=first, tables=PARTS_TABLES, **arguments
+    )
+    report = worker.validate(
+        DEFAULT_EXPECTATIONS, tmp_path / "broken-v", only=rest, prior=waiting(), **arguments
+    )
+    assert not report.passed and {o.suite for o in report.critical_failures} >= {"events"}
+
+
+def test_a_begun_validation_nobody_waited_for_does_not_answer_the_next(clean, tmp_path):
+    """A run that fails between beginning its first suites and asking for the rest leaves a
+    reply in the pipe: the next request gets its own report, and the abandoned waiter says
+    its report is gone rather than returning another's."""
+    arguments = {"run_id": "r", "files_seen": 40, "today": TODAY, "build_docs": False}
+    abandoned = worker.begin(
+        DEFAULT_EXPECTATIONS, tmp_path / "a", publication=clean, only=["files"], **arguments
+    )
+    report = worker.validate(
+        DEFAULT_EXPECTATIONS, tmp_path / "b", publication=clean, only=["events"], **arguments
+    )
+    assert {o.suite for o in report.outcomes} == {"events"}
+    with pytest.raises(RuntimeError, match="dropped"):
+        abandoned()
