@@ -8,7 +8,7 @@ the archive's latest events (`related_sections`), as a real arrival does. Then:
                             be visible): seconds from the file's close to its event being
                             returned by a fresh read-only connection to `news.duckdb`,
                             queried whenever the catalog file or `current` changes (a stat
-                            every 2 ms) and every 0.25 s regardless; `--probe eager` queries
+                            every 5 ms) and every second regardless; `--probe eager` queries
                             every 20 ms instead (each query is ~20 ms of CPU: that probe
                             took 40-50% of a core from the watcher on 2 cores)
 - batch_seconds_p50         the watcher's own time per single-file batch (its log line)
@@ -109,8 +109,8 @@ def wait_visible(
     params: list,
     want: int,
     timeout: float = 120.0,
-    poll: float = 0.002,
-    every: float = 0.25,
+    poll: float = 0.005,
+    every: float = 1.0,
     eager: bool = False,
 ) -> float:
     """Seconds until `sql` counts `want` rows on a fresh read-only connection.

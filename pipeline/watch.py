@@ -44,6 +44,7 @@ DEFAULT_QUIET = 0.3  # seconds without a new event before a batch runs
 # file closed after writing, moved or removed. A burst's events come closer together.
 SETTLE = 0.05
 DEFAULT_MAX_DELAY = 2.0  # seconds after a batch's first event at the latest
+POLL = 0.1  # the loop's longest wait for an event: how soon it sees a stop, a dead watcher
 DEFAULT_SWEEP = 3600.0  # a full sweep this often, whatever the watcher saw
 
 
@@ -68,6 +69,14 @@ class Batch:
         else:
             self.writing.discard(rel)
         self.last = now
+
+    def wait(self, now: float, quiet: float, max_delay: float, settle: float = SETTLE) -> float:
+        """Seconds from `now` until the batch is due if nothing new comes (0: due; `POLL` at
+        most, so that the loop still looks at the watcher and the sweep clock)."""
+        if not self.paths and not self.sweep:
+            return POLL
+        idle = self.last + (quiet if self.writing else min(settle, quiet))
+        return max(0.0, min(POLL, idle - now, self.first + max_delay - now))
 
     def due(self, now: float, quiet: float, max_delay: float, settle: float = SETTLE) -> bool:
         """Quiet for `settle` with every file complete, else for `quiet` (a file still open, or
@@ -253,7 +262,11 @@ class Watcher:
         try:
             while not self.stopping.is_set():
                 try:
-                    kind, rel = self.events.get(timeout=0.02)
+                    # Woken by the next event or when the batch falls due: polling every 20 ms
+                    # made a batch wait 0-20 ms past its settle time.
+                    kind, rel = self.events.get(
+                        timeout=max(0.001, batch.wait(time.monotonic(), self.quiet, self.max_delay))
+                    )
                 except queue.Empty:
                     pass
                 else:

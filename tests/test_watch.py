@@ -182,3 +182,24 @@ def test_reading_the_archive_does_not_reach_the_watcher(tmp_path, monkeypatch):
     finally:
         observer.stop()
         observer.join(timeout=5)
+
+
+def test_the_loop_waits_exactly_until_a_batch_falls_due():
+    """The loop sleeps until the next event or the moment its batch is due (settled, quiet or
+    at its maximum delay), never longer than POLL: a batch does not wait past its time."""
+    from pipeline.watch import POLL, SETTLE, Batch
+
+    batch = Batch()
+    assert batch.wait(100.0, quiet=0.3, max_delay=2.0) == POLL  # nothing to run: look again soon
+    batch.add("a.md", 100.0)  # complete (closed): due once settled
+    assert batch.wait(100.01, quiet=0.3, max_delay=2.0) == pytest.approx(SETTLE - 0.01)
+    assert batch.wait(100.0 + SETTLE, quiet=0.3, max_delay=2.0) == 0.0
+    assert batch.due(100.0 + SETTLE + 1e-9, quiet=0.3, max_delay=2.0)
+    batch.add("b.md", 100.02, writing=True)  # still open: the quiet period, capped by POLL
+    assert batch.wait(100.25, quiet=0.3, max_delay=2.0) == pytest.approx(0.07)
+    assert not batch.due(100.25, quiet=0.3, max_delay=2.0)
+    assert batch.wait(100.03, quiet=0.3, max_delay=2.0) == POLL
+    for t in (100.5, 101.0, 101.5, 101.95):  # a file written on and on: the maximum delay
+        batch.add("b.md", t, writing=True)
+    assert batch.wait(101.96, quiet=0.3, max_delay=2.0) == pytest.approx(0.04)
+    assert batch.due(102.0, quiet=0.3, max_delay=2.0)
