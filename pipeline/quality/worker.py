@@ -105,7 +105,7 @@ class ValidationProcess:
         self.process.start()
         child.close()
         self.docs_pending = False
-        self.unanswered = 0  # requests sent whose reports nobody received (see `send`)
+        self.unanswered = False  # a request was sent whose report nobody received (see `send`)
         self.sent = 0  # requests sent so far: `begin`'s waiter checks that its is the last
 
     def validate(self, **arguments: Any) -> ValidationReport:
@@ -123,11 +123,11 @@ class ValidationProcess:
             if self.docs_pending:  # an earlier run's, which it did not wait for
                 with suppress(Exception):
                     self.finish_docs()
-            while self.unanswered:
+            if self.unanswered:
                 self._receive()
-                self.unanswered -= 1
+                self.unanswered = False
             self.conn.send(arguments)
-            self.unanswered = 1
+            self.unanswered = True
             self.sent += 1
             return self.sent
         except BaseException:
@@ -138,7 +138,7 @@ class ValidationProcess:
         """The report of the request sent last (`docs`: it asked for Data Docs)."""
         try:
             kind, value = self._receive()
-            self.unanswered = 0
+            self.unanswered = False
         except BaseException:
             self.close()
             raise
@@ -208,6 +208,14 @@ def start(expectations_dir: Path, docs_dir: Path) -> ValidationProcess | None:
         return process
 
 
+def _forget_if_dead(key: Path, process: ValidationProcess) -> None:
+    """Drop a process that ended (killed, interrupted) so that the next request starts another."""
+    if not process.alive:
+        with _lock:
+            if _processes.get(key) is process:
+                _processes.pop(key)
+
+
 def validate(expectations_dir: Path, report_dir: Path, **arguments: Any) -> ValidationReport:
     """`validate_publication` in the validation process for these suites (started if needed),
     or in this process where none can be started."""
@@ -220,10 +228,7 @@ def validate(expectations_dir: Path, report_dir: Path, **arguments: Any) -> Vali
     try:
         return process.validate(expectations_dir=key, report_dir=report_dir, **arguments)
     finally:
-        if not process.alive:
-            with _lock:
-                if _processes.get(key) is process:
-                    _processes.pop(key)
+        _forget_if_dead(key, process)
 
 
 def begin(expectations_dir: Path, report_dir: Path, **arguments: Any) -> Callable[[], ValidationReport]:
@@ -247,10 +252,7 @@ def begin(expectations_dir: Path, report_dir: Path, **arguments: Any) -> Callabl
         try:
             return process.receive()
         finally:
-            if not process.alive:
-                with _lock:
-                    if _processes.get(key) is process:
-                        _processes.pop(key)
+            _forget_if_dead(key, process)
 
     return wait
 
@@ -266,10 +268,7 @@ def finish_docs(expectations_dir: Path) -> None:
     try:
         process.finish_docs()
     finally:
-        if not process.alive:
-            with _lock:
-                if _processes.get(key) is process:
-                    _processes.pop(key)
+        _forget_if_dead(key, process)
 
 
 def stop_all() -> None:
