@@ -166,7 +166,8 @@ def parse_changes(
     the run needs no new publication."""
     layout = config.layout
     files = read_listing(listing)
-    previous = incremental.read_manifest(layout.manifest)
+    state = incremental.stored.read(layout.manifest)
+    previous = state.table
     delta = ListingDelta.of(files)
     if delta is not None and plan.reparse_all:  # every file is parsed: list them all
         assert isinstance(config.input_dir, Path)  # a delta is only listed for a local input
@@ -178,6 +179,7 @@ def parse_changes(
     warnings = []
     if plan.reparse_all:
         previous = incremental.MANIFEST_SCHEMA.empty_table()
+        state = incremental.Manifest(previous, None)
         broken: set[str] = set()
     else:
         broken = incremental.broken_batches(layout.staging, live)
@@ -209,7 +211,7 @@ def parse_changes(
             executor=pool.executor if pool else None,
         )
     crash_point("parse:all-batches")
-    manifest, changes, same = incremental.next_manifest(
+    manifest, changes, same, dropped, added = incremental.next_manifest(
         files,
         todo,
         previous,
@@ -222,8 +224,12 @@ def parse_changes(
         save_parquet(incremental.changes_path(next_manifest), changes)
     unchanged = plan.base is not None and plan.checked and not broken and same
     origin = plan.current if unchanged and plan.current else run_id
-    # An incremental run's manifest is written while it normalizes (the publish waits for it);
-    # a full build's at once (its memory would add to the build's).
+    # An incremental run's manifest is written while it normalizes (the publish waits for it),
+    # as an amendment of the committed base when it can be; a full build's whole and at once
+    # (its memory would add to the build's).
+    amendment = None
+    if plan.base is not None and state.amendment is not None:
+        amendment = state.amendment.then(dropped, added)
     incremental.write_manifest(
         manifest,
         next_manifest,
@@ -232,12 +238,13 @@ def parse_changes(
         plan.code,
         config.today,
         background=plan.base is not None and not unchanged,
+        amendment=amendment,
     )
     crash_point("parse:manifest-written")
     if unchanged:
         commit_manifest(layout, next_manifest)
     count = todo.num_rows
-    del files, previous, todo, manifest, changes
+    del files, previous, state, todo, manifest, changes, dropped, added, amendment
     release_arrow_memory()
     return ParseInfo(count, unchanged, warnings)
 
@@ -269,11 +276,13 @@ def manifest_written(next_manifest: Path) -> None:
 
 def commit_manifest(layout: OutputLayout, next_manifest: Path) -> None:
     """Make the run's manifest the committed one and drop staging batches it does not name."""
-    incremental.manifest_written(next_manifest)
-    if next_manifest.exists():
-        os.replace(next_manifest, layout.manifest)
+    committed = incremental.stored.commit(next_manifest, layout.manifest)
     crash_point("publish:manifest-committed")
-    incremental.collect_garbage(layout.staging, incremental.committed_batches(layout.manifest))
+    if committed is not None:  # this process wrote it: its batches without reading it back
+        live = incremental.live_batches(committed.table)
+    else:
+        live = incremental.committed_batches(layout.manifest)
+    incremental.collect_garbage(layout.staging, live)
 
 
 def check_shrink(config: RunConfig, plan: RunPlan, publication: Path) -> None:

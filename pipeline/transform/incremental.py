@@ -7,7 +7,9 @@ reason that can change without an edit), and the new manifest names, per file,
 the one batch whose rows count. Everything derived across files (duplicates,
 `resolved`, tags) is recomputed by the SQL models from the live rows, so it
 can never go stale. The new manifest replaces the old one only after a
-successful publish; batches no manifest names are garbage.
+successful publish; batches no manifest names are garbage. How it is kept on
+disk (a base and an amendment, so a small change writes a small file):
+pipeline/transform/manifest.py.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import hashlib
 import os
 import time
 from collections.abc import Collection, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,9 +28,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.core.storage import TMP_SUFFIX, not_a_link, save_parquet
+from pipeline.core.storage import TMP_SUFFIX
 from pipeline.extract.discover import ListingDelta
 from pipeline.parse.schema import STAGING
+from pipeline.transform import manifest as stored
+from pipeline.transform.manifest import (  # noqa: F401  (the manifest's format, named here too)
+    CODE_KEY,
+    EXPECTATIONS_KEY,
+    MANIFEST_SCHEMA,
+    PARSER_KEY,
+    PUBLICATION_KEY,
+    TODAY_KEY,
+    Amendment,
+    Manifest,
+    Origin,
+    StateError,
+    delta_path,
+    live_batches,
+)
 
 # A file rejected for one of these may be accepted later without any change to its bytes.
 RETRY_REASONS = frozenset(
@@ -40,44 +56,8 @@ RETRY_REASONS = frozenset(
 # again in each of a watcher's one-file batches.
 DATED_REASON = "date_out_of_range"
 
-MANIFEST_SCHEMA = pa.schema(
-    [
-        ("file_path", pa.string()),
-        ("content_sha256", pa.string()),
-        ("size", pa.int64()),
-        ("mtime_ns", pa.int64()),
-        ("status", pa.string()),
-        ("reason", pa.string()),
-        ("batch", pa.string()),
-        ("event_id", pa.string()),  # as staged (NULL unless parsed): which files share an event
-    ]
-)
-# Schema metadata: the run whose publication a manifest describes, and a fingerprint of the
-# expectation suites that publication passed (other suites must check every row again).
-PUBLICATION_KEY = b"publication"
-EXPECTATIONS_KEY = b"expectations"
-# ... and of the code that staged its rows: rows staged by other code are parsed again.
-PARSER_KEY = b"parser"
-# ... and of all the code and options that shaped its tables: other code builds every part.
-CODE_KEY = b"code"
-# ... and the day (`today`) its files were staged against: what `date_out_of_range` meant.
-TODAY_KEY = b"today"
 # The `pipeline` package's folder.
 _PACKAGE = Path(__file__).resolve().parents[1]
-
-
-class Origin(NamedTuple):
-    """What a manifest's publication was built with; None for what a manifest does not say."""
-
-    run_id: str | None
-    expectations: str | None
-    parser: str | None
-    code: str | None = None
-    today: str | None = None  # ISO date
-
-
-class StateError(Exception):
-    """State the pipeline keeps between runs cannot be read."""
 
 
 def set_aside(path: Path, what: str, error: object) -> str:
@@ -90,94 +70,34 @@ def set_aside(path: Path, what: str, error: object) -> str:
     return f"{what} {path} could not be read ({reason}); set aside as {aside.name}, {{}}"
 
 
-class _Remembered:
-    """The last manifest read or written, while `remember_manifests()` is on (a watcher): its
-    batches read it three times and write it once, 0.6 s per read at a million files. Keyed
-    by the file's identity (device, inode, size, mtime): the manifest is only ever replaced
-    by a rename, which keeps the identity of what was written and changes the path's.
-    Otherwise a manifest read with `keep=True` (a run's state check) is handed to the next
-    read of the same file (its parse) and then let go: one read per run instead of two,
-    without holding the manifest's memory for the rest of the run."""
-
-    enabled = False
-    key: tuple[int, int, int, int] | None = None
-    table: pa.Table | None = None
-
-    @classmethod
-    def identity(cls, path: Path) -> tuple[int, int, int, int] | None:
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return None
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-    @classmethod
-    def get(cls, path: Path) -> pa.Table | None:
-        if cls.key is None:
-            return None
-        table = cls.table if cls.identity(path) == cls.key else None
-        if not cls.enabled:
-            cls.key = cls.table = None  # kept for one read only
-        return table
-
-    @classmethod
-    def put(cls, path: Path, table: pa.Table, keep: bool = False) -> None:
-        if cls.enabled or keep:
-            cls.key, cls.table = cls.identity(path), table
-
-
-def remember_manifests(on: bool = True) -> None:
-    """Keep the last manifest in memory between reads (for a long-running watcher)."""
-    _Remembered.enabled = on
-    if not on:
-        _Remembered.key = _Remembered.table = None
-
-
 def read_manifest(path: Path, keep: bool = False) -> pa.Table:
     """The manifest at `path`; empty (so every file is parsed again) if missing or of an older
     format. Raises StateError when it cannot be read (see `check_manifest`). With `keep`, the
     next read of the same file takes this table instead of reading it again."""
-    if path in _writing:
-        return _writing[path][1]
-    remembered = _Remembered.get(path)
-    if remembered is not None:
-        return remembered
-    if path.is_symlink() or path.exists():
-        try:
-            table = pq.ParquetFile(not_a_link(path)).read()  # read_table imports pyarrow.dataset (0.3 s)
-        except (OSError, pa.ArrowException) as exc:
-            raise StateError(str(exc)) from exc
-        if set(MANIFEST_SCHEMA.names) <= set(table.column_names):
-            table = table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
-            _Remembered.put(path, table, keep)
-            return table
-    return MANIFEST_SCHEMA.empty_table()
+    return stored.read(path, keep).table
 
 
 def check_manifest(path: Path) -> str | None:
     """Set an unreadable manifest aside (every file is then parsed again); the warning, if any.
-    The table read is kept for the run's next read of the manifest (its parse)."""
+    The table read is kept for the run's next read of the manifest (its parse). An unreadable
+    amendment is set aside alone: the base then describes an older publication, and the run
+    builds every table from the files as that base and the listing say (steps.plan_run)."""
     try:
-        read_manifest(path, keep=True)
+        stored.read(path, keep=True)
     except StateError as exc:
-        return set_aside(path, "the incremental manifest", exc).format("every file is parsed again")
+        bad = exc.path or path
+        warning = set_aside(bad, "the incremental manifest", exc).format("every file is parsed again")
+        amendment = delta_path(path)
+        if bad == path and (amendment.is_symlink() or amendment.exists()):
+            set_aside(amendment, "the manifest's amendment", exc)  # it amends the base set aside
+        return warning
     return None
 
 
-def manifest_origin(path: Path) -> Origin:
-    """The run whose publication the manifest at `path` describes, the fingerprint of the
-    expectations it passed and of the parser that staged its rows; all None when the manifest
-    is missing, unreadable or of an older format."""
-    try:
-        schema = pq.read_schema(not_a_link(path))
-    except (OSError, pa.ArrowException):
-        return Origin(None, None, None)
-    if not set(MANIFEST_SCHEMA.names) <= set(schema.names):
-        return Origin(None, None, None)
-    metadata = schema.metadata or {}
-    keys = (PUBLICATION_KEY, EXPECTATIONS_KEY, PARSER_KEY, CODE_KEY, TODAY_KEY)
-    values = (metadata.get(key) for key in keys)
-    return Origin(*(value.decode() if value else None for value in values))
+manifest_origin = stored.origin
+committed_batches = stored.batches
+remember_manifests = stored.remember
+manifest_in_memory = stored.in_memory
 
 
 def fingerprint(directory: Path) -> str:
@@ -356,6 +276,8 @@ class NextManifest(NamedTuple):
     table: pa.Table
     changes: pa.Table | None  # the entries that differ from the previous manifest's
     same: bool  # (asked with the changes) the same files, content and outcomes as the previous
+    dropped: pa.Array  # the paths whose entries in the previous manifest are not in this one
+    added: pa.Table  # the entries this one has that the previous had not (this run's staged files)
 
 
 def next_manifest(
@@ -417,8 +339,9 @@ def next_manifest(
     # The kept rows are the same on both sides: the manifests differ only if what this run
     # dropped and what it staged do.
     same = with_changes and same_content(staged.select(compared).cast(gone_rows.schema), gone_rows)
+    dropped = gone_rows["file_path"].combine_chunks()
     if staged.num_rows == 0:
-        return NextManifest(kept, changes, same)
+        return NextManifest(kept, changes, same, dropped, MANIFEST_SCHEMA.empty_table())
     # Each staged file's size and time, looked up by path rather than joined: Acero's join
     # gives its rows buffers of ~0.8 MB whatever their number, and the manifest keeps them
     # as one of its chunks; a watcher's batches added 0.76 MB each that way (its memory
@@ -427,8 +350,9 @@ def next_manifest(
     staged = staged.append_column("size", parsed["size"].take(at)).append_column(
         "mtime_ns", parsed["mtime_ns"].take(at)
     )
-    table = pa.concat_tables([kept, staged.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)])
-    return NextManifest(table, changes, same)
+    added = staged.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
+    table = pa.concat_tables([kept, added])
+    return NextManifest(table, changes, same, dropped, added)
 
 
 # A manifest is cut around its dropped rows in at most this many pieces (copying nothing);
@@ -480,66 +404,23 @@ def write_manifest(
     code: str,
     today: dt.date | None = None,
     background: bool = False,
+    amendment: Amendment | None = None,
 ) -> None:
     """Write the manifest for the publication of `run_id`, validated by suites `expectations`,
-    its rows staged by this parser against day `today`, its tables built by code `code`.
-
-    With `background`, a thread writes it while the run goes on (0.6 s at a million files,
-    mostly outside the GIL: an incremental run normalizes meanwhile). Until
-    `manifest_written(path)` the file may be missing; `read_manifest` and
-    `manifest_in_memory` give the table."""
-    metadata = {
-        PUBLICATION_KEY: run_id.encode(),
-        EXPECTATIONS_KEY: expectations.encode(),
-        PARSER_KEY: parser_fingerprint().encode(),
-        CODE_KEY: code.encode(),
-    }
-    if today is not None:
-        metadata[TODAY_KEY] = today.isoformat().encode()
-    data = table.replace_schema_metadata(metadata)
-    rows = table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
-    if not background:
-        save_parquet(path, data)
-        _Remembered.put(path, rows)
-        return
-    _writing[path] = (_writer().submit(save_parquet, path, data), rows)
-
-
-# Manifests being written in the background: path -> (the write's outcome, the table).
-_writing: dict[Path, tuple[Future[None], pa.Table]] = {}
-
-
-@lru_cache(maxsize=1)
-def _writer() -> ThreadPoolExecutor:
-    """One thread for every background write of the process. A thread per write (a watcher
-    writes one per batch) let the watcher's resident memory grow by 1.5 MB a batch at 110k
-    events (each new thread's allocations in other arenas)."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="manifest-writer")
+    its rows staged by this parser against day `today`, its tables built by code `code`: as
+    `amendment` (its base's, after this run: `Amendment.then`) when that is small enough,
+    else whole. With `background`, while the run goes on (pipeline/transform/manifest.py)."""
+    origin = Origin(run_id, expectations, parser_fingerprint(), code, today.isoformat() if today else None)
+    stored.write(table, path, origin, amendment, background)
 
 
 def manifest_written(path: Path) -> None:
     """Wait until a manifest `write_manifest` writes in the background is on disk (at once if
     none is); raises what the write met."""
-    entry = _writing.pop(path, None)
-    if entry is None:
-        return
-    done, rows = entry
-    done.result()
-    _Remembered.put(path, rows)
+    stored.written(path)
 
 
-def manifest_in_memory(path: Path) -> pa.Table | None:
-    """The manifest at `path` if this process holds it (being written, or remembered), else
-    None: then read it from the file."""
-    entry = _writing.get(path)
-    if entry is not None:
-        return entry[1]
-    if _Remembered.enabled and _Remembered.key is not None and _Remembered.identity(path) == _Remembered.key:
-        return _Remembered.table
-    return None
-
-
-def collect_garbage(staging: Path, live_batches: set[str]) -> int:
+def collect_garbage(staging: Path, live: set[str]) -> int:
     """Delete staging files of batches no manifest names (failed or crashed runs, replaced files)."""
     removed = 0
     if not staging.is_dir():
@@ -554,25 +435,11 @@ def collect_garbage(staging: Path, live_batches: set[str]) -> int:
             continue
         table, _, rest = name.partition("-")
         batch = rest.removesuffix(".parquet")
-        if table in STAGING and batch not in live_batches:
+        if table in STAGING and batch not in live:
             path.unlink(missing_ok=True)
             _whole.pop(str(path), None)
             removed += 1
     return removed
-
-
-def live_batches(manifest: pa.Table) -> set[str]:
-    return set(manifest["batch"].unique().to_pylist()) if manifest.num_rows else set()
-
-
-def committed_batches(path: Path) -> set[str]:
-    """The batches the manifest at `path` names (reads one column)."""
-    remembered = _Remembered.get(path)
-    if remembered is not None:
-        return live_batches(remembered)
-    if not path.exists():
-        return set()
-    return set(pq.ParquetFile(path).read(columns=["batch"])["batch"].unique().to_pylist())
 
 
 def same_content(a: pa.Table, b: pa.Table) -> bool:

@@ -38,7 +38,7 @@ from pipeline.core.tables import (
     write_parts,
 )
 from pipeline.parse.schema import STAGING
-from pipeline.transform.incremental import changes_path, manifest_in_memory, manifest_written
+from pipeline.transform.incremental import changes_path, manifest_in_memory, manifest_written, read_manifest
 from pipeline.transform.scoped import scoped_model
 from pipeline.transform.storylines import DEFAULT_RULE, StorylineRule, write_storylines
 
@@ -270,12 +270,9 @@ def _incremental(
     # The live manifest from memory when this process holds it (its file may still be being
     # written: write_manifest), else from its file.
     rows = manifest_in_memory(live_manifest)
-    if rows is not None:
-        con.register("live_manifest", rows.select(["file_path", "batch", "event_id"]))
-    else:
-        con.execute(
-            f"CREATE VIEW live_manifest AS SELECT * FROM read_parquet({sql_literal(str(live_manifest))})"
-        )
+    if rows is None:  # (read with the amendment beside its base, if any)
+        rows = read_manifest(live_manifest)
+    con.register("live_manifest", rows.select(["file_path", "batch", "event_id"]))
     listed = changes_path(live_manifest)  # written by the parse (the same rows, known there)
     if listed.exists():
         con.execute(
@@ -283,11 +280,14 @@ def _incremental(
             FROM read_parquet({sql_literal(str(listed))})"""
         )
     else:
+        con.register(
+            "previous_manifest", read_manifest(previous.manifest).select(["file_path", "batch", "event_id"])
+        )
         con.execute(
-            f"""CREATE TABLE changed AS
+            """CREATE TABLE changed AS
             SELECT coalesce(n.file_path, o.file_path) AS file_path,
                    o.event_id AS old_event_id, n.event_id AS new_event_id, o.file_path IS NOT NULL AS known
-            FROM read_parquet({sql_literal(str(previous.manifest))}) o
+            FROM previous_manifest o
             FULL JOIN live_manifest n ON n.file_path = o.file_path
             WHERE o.batch IS DISTINCT FROM n.batch"""
         )

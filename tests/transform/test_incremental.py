@@ -79,7 +79,11 @@ def test_adds_edits_and_deletes_equal_a_full_refresh(prefect_server, tmp_path):
         archive / f"news/2016/10/17/{slugify(target_title)}.md",
         event_doc(date="2016-10-17", title=target_title),
     )
+    base = (out / "state" / "manifest.parquet").stat().st_ino
     added = step("add")
+    # the incremental run committed an amendment of the manifest, not a new base
+    assert (out / "state" / "manifest-delta.parquet").exists()
+    assert (out / "state" / "manifest.parquet").stat().st_ino == base
     assert (added["files_read"], added["events_added"], added["events_changed"], added["events_removed"]) == (
         2 + retried(first),
         2,
@@ -540,16 +544,17 @@ def test_a_manifest_written_in_the_background_is_read_from_memory_until_written(
     import threading
 
     from pipeline.transform import incremental
+    from pipeline.transform import manifest as stored
 
     table = pa_manifest(["a.md", "b.md"])
     gate = threading.Event()
-    real = incremental.save_parquet
+    real = stored.save_parquet
 
     def slow(path, data, **options):
         gate.wait(10)
         real(path, data, **options)
 
-    monkeypatch.setattr(incremental, "save_parquet", slow)
+    monkeypatch.setattr(stored, "save_parquet", slow)
     path = tmp_path / "manifest.parquet"
     incremental.write_manifest(table, path, "run-1", "s", "c", background=True)
     assert not path.exists()
@@ -563,7 +568,7 @@ def test_a_manifest_written_in_the_background_is_read_from_memory_until_written(
     def failing(path, data, **options):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(incremental, "save_parquet", failing)
+    monkeypatch.setattr(stored, "save_parquet", failing)
     other = tmp_path / "other.parquet"
     incremental.write_manifest(table, other, "run-2", "s", "c", background=True)
     with pytest.raises(OSError, match="No space"):
