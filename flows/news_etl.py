@@ -358,7 +358,7 @@ def _run(config: RunConfig, changed: list[str] | None = None) -> dict[str, Any]:
         raise
     finally:
         with suppress(BaseException):  # no writer left in the folder removed below
-            steps.manifest_written(next_manifest)
+            steps.forget_manifest(next_manifest)
         publishing.discard(work)
     logger.info("published %s events to %s", record.events, layout.catalog)
     # The report after the publish, off the path to a queryable change (a watcher's batches):

@@ -274,6 +274,11 @@ def manifest_written(next_manifest: Path) -> None:
     incremental.manifest_written(next_manifest)
 
 
+def forget_manifest(next_manifest: Path) -> None:
+    """Let go of the run's manifest if it was not committed (no writer left on it after)."""
+    incremental.manifest_forgotten(next_manifest)
+
+
 def commit_manifest(layout: OutputLayout, next_manifest: Path) -> None:
     """Make the run's manifest the committed one and drop staging batches it does not name."""
     committed = incremental.stored.commit(next_manifest, layout.manifest)

@@ -420,6 +420,9 @@ def manifest_written(path: Path) -> None:
     stored.written(path)
 
 
+manifest_forgotten = stored.forget
+
+
 def collect_garbage(staging: Path, live: set[str]) -> int:
     """Delete staging files of batches no manifest names (failed or crashed runs, replaced files)."""
     removed = 0

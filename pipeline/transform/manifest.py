@@ -324,7 +324,8 @@ def write(
     _Remembered.put(path, manifest)
 
 
-# Manifests being written in the background: path -> (the write's outcome, the manifest).
+# Manifests this process wrote (or is writing) and has not committed or forgotten:
+# path -> (the write's outcome, the manifest).
 _writing: dict[Path, tuple[Future[None], Manifest]] = {}
 
 
@@ -338,14 +339,22 @@ def _writer() -> ThreadPoolExecutor:
 
 def written(path: Path) -> Manifest | None:
     """Wait until a manifest `write` writes in the background is on disk (at once if none is);
-    raises what the write met. The manifest, if this process was writing it."""
-    entry = _writing.pop(path, None)
+    raises what the write met. The manifest, if this process wrote it: held until `commit`
+    or `forget` (the commit takes it rather than reading back what it renames)."""
+    entry = _writing.get(path)
     if entry is None:
         return None
     done, manifest = entry
     done.result()
-    _Remembered.put(path, manifest)
     return manifest
+
+
+def forget(path: Path) -> None:
+    """Let go of a manifest written at `path` and not committed (a failed run's), once no
+    writer is left on it."""
+    entry = _writing.pop(path, None)
+    if entry is not None:
+        entry[0].exception()  # waits; what it met is the failed run's, already raised or moot
 
 
 def in_memory(path: Path) -> pa.Table | None:
@@ -363,6 +372,7 @@ def commit(written_path: Path, committed: Path) -> Manifest | None:
     """Make the manifest written at `written_path` the one at `committed` (one rename); the
     manifest, if this process wrote it."""
     manifest = written(written_path)
+    _writing.pop(written_path, None)
     amendment = delta_path(written_path)
     if amendment.exists():
         os.replace(amendment, delta_path(committed))

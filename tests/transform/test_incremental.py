@@ -563,6 +563,8 @@ def test_a_manifest_written_in_the_background_is_read_from_memory_until_written(
     gate.set()
     incremental.manifest_written(path)
     assert path.exists() and incremental.manifest_origin(path).run_id == "run-1"
+    assert incremental.manifest_in_memory(path) is not None  # held for its commit
+    incremental.manifest_forgotten(path)  # (a failed run's)
     assert incremental.manifest_in_memory(path) is None  # not a watcher: nothing remembered
 
     def failing(path, data, **options):
@@ -573,6 +575,8 @@ def test_a_manifest_written_in_the_background_is_read_from_memory_until_written(
     incremental.write_manifest(table, other, "run-2", "s", "c", background=True)
     with pytest.raises(OSError, match="No space"):
         incremental.manifest_written(other)
+    incremental.manifest_forgotten(other)
+    assert incremental.manifest_in_memory(other) is None
 
 
 def pa_manifest(paths: list[str]):

@@ -43,6 +43,7 @@ def run(previous: stored.Manifest, drop: list[str], stage: pa.Table) -> tuple[pa
 def commit(table: pa.Table, amendment: stored.Amendment | None, work: Path, state: Path, run_id: str) -> None:
     origin = stored.Origin(run_id, "suites", "parser", "code", "2026-12-07")
     stored.write(table, work / "manifest.parquet", origin, amendment, background=True)
+    stored.written(work / "manifest.parquet")  # as the publish waits for it before the swap
     stored.commit(work / "manifest.parquet", state / "manifest.parquet")
 
 
