@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.core.arrow import among
 from pipeline.core.cluster import DaskTarget, Pool, dask_pool
 from pipeline.core.config import OutputLayout, RunConfig
 from pipeline.core.faults import crash_point
@@ -191,7 +192,7 @@ def parse_changes(
     known = previous
     if delta is not None:  # the plan needs only the known entries of the paths it looks at
         files = _delta_listing(config, previous, delta, broken, plan.staged_on)
-        known = previous.filter(pc.is_in(previous["file_path"], value_set=files["rel_path"].combine_chunks()))
+        known = previous.filter(among(previous["file_path"], files["rel_path"]))
     todo = incremental.plan(files, known, config.today, broken, plan.staged_on)
     # Validation's start-up (GX import and context, ~2 s) runs in its own process during the
     # parse and normalize whenever there is something to validate (unless `run` started it

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.feather as feather
 
+from pipeline.core.arrow import among
 from pipeline.core.locations import is_url
 from pipeline.core.storage import atomic_path
 from pipeline.extract import walk
@@ -109,9 +110,9 @@ class ListingDelta(NamedTuple):
     prefixes: list[str]
 
     def unlisted(self, known: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-        """Which of the `known` relative paths the delta replaces (a boolean mask): a few
-        hash lookups per path, 30 ms at a million, where a new listing took 0.7 s."""
-        mask = pc.is_in(known, value_set=pa.array(sorted(self.replaced), pa.string()))
+        """Which of the `known` relative paths the delta replaces (a boolean mask): for a file
+        or two, a few ms at a million, where a new listing took 0.7 s."""
+        mask = among(known, pa.array(sorted(self.replaced), pa.string()))
         for prefix in self.prefixes:
             mask = pc.or_(mask, pc.starts_with(known, prefix))
         return mask

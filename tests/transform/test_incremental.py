@@ -688,3 +688,19 @@ def test_a_staging_file_damaged_after_a_check_is_found_broken(tmp_path, monkeypa
     assert incremental.broken_batches(tmp_path, {"b1"}) == {"b1"}
     victim.unlink()
     assert incremental.broken_batches(tmp_path, {"b1"}) == {"b1"}
+
+
+def test_events_dated_ahead_are_looked_for_only_when_the_clock_went_back():
+    """A manifest accepted nothing dated after the day after the day it names (`staged_on`):
+    a run on that day or later need not look for such files; a run on an earlier day must."""
+    import pyarrow as pa
+
+    from pipeline.transform.incremental import stale
+
+    previous = pa_manifest(["a.md", "b.md"]).set_column(
+        7, "event_id", pa.array(["2026-12-01/a", "2026-12-09/b"], pa.string())
+    )
+    today = dt.date(2026, 12, 7)
+    assert stale(previous, today, staged_on="2026-12-10").to_pylist() == [False, True]  # clock back
+    assert stale(previous, today, staged_on=None).to_pylist() == [False, True]  # an older manifest
+    assert stale(previous, today, staged_on="2026-12-07").to_pylist() == [False, False]
