@@ -32,7 +32,7 @@ from pipeline.extract.discover import InputMissing, InputUnlistable
 from pipeline.publish import catalog as publishing
 from pipeline.publish import changes, runs
 from pipeline.publish.registry import Registry, parse_duration
-from pipeline.publish.report import Validation, write_report
+from pipeline.publish.report import Validation, write_report, write_report_later
 from pipeline.quality import worker as validation_process
 from pipeline.quality.validate import ValidationReport, load_specs, suites_within
 from pipeline.transform.normalize import PARTS_TABLES, NormalizeResult, PartsWritten, Touched, normalize
@@ -177,14 +177,18 @@ class EarlyChecks:
 @task(name="write-report", cache_policy=NO_CACHE)
 def write_run_report(config: RunConfig, publication: Path, run_id: str, report: ValidationReport) -> Path:
     """Charts of the new tables and the validation outcome, as one offline HTML page."""
-    validation = Validation(
+    return write_report(publication, config.layout.report, run_id, _validation(report))
+
+
+def _validation(report: ValidationReport) -> Validation:
+    """What the run report says of the validation."""
+    return Validation(
         passed=report.passed,
         checked=len(report.outcomes),
         critical_failures=[o.line() for o in report.critical_failures],
         warnings=[o.line() for o in report.warnings],
         data_docs=report.docs_index,
     )
-    return write_report(publication, config.layout.report, run_id, validation)
 
 
 # --- Changes: what this publication changes, for incremental loads -------------------------------
@@ -239,6 +243,7 @@ def news_etl(
     retention: str = "1h",
     changed_paths: list[str] | None = None,
     data_docs: bool = True,
+    report_later: bool = False,
 ) -> dict[str, Any]:
     """Build, validate and publish the news tables from an event archive (incrementally by default)."""
     options: dict[str, Any] = {
@@ -250,6 +255,7 @@ def news_etl(
         "keep_publications": keep,
         "retention": parse_duration(retention),
         "data_docs": data_docs,
+        "report_later": report_later,
     }
     if workers:
         options["workers"] = workers
@@ -372,7 +378,10 @@ def _run(config: RunConfig, changed: list[str] | None = None) -> dict[str, Any]:
         warnings.append(f"Data Docs not written: {' '.join(str(exc).split())[:300]}")
         logger.warning(warnings[-1])
     try:
-        page = write_run_report(config, publication, record.run_id, report)
+        if config.report_later:  # a watcher's: written while it takes up the next change
+            page = write_report_later(publication, layout.report, record.run_id, _validation(report))
+        else:
+            page = write_run_report(config, publication, record.run_id, report)
     except Exception as exc:
         warnings.append(f"run report not written: {' '.join(str(exc).split())[:300]}")
         logger.warning(warnings[-1])

@@ -333,6 +333,9 @@ def _run(args: argparse.Namespace) -> int:
         if parameters["full_refresh"] or parameters["changed_paths"] or not os.path.lexists(layout.current):
             _start_validation(parameters, layout)  # it will validate: no publication yet, or asked to
         stack.enter_context(stop_on_signals(lambda signum: _deadline(layout, signum)))
+        from pipeline.publish.report import reports_written
+
+        stack.callback(reports_written, 5.0)  # written before the output's lock is let go
         try:
             result = _run_flow(args, parameters)
         except Interrupted as exc:
@@ -485,7 +488,10 @@ def _watch(args: argparse.Namespace) -> int:
                     Path(parameters["input"]),
                     layout,
                     lambda changed: news_etl(
-                        **(parameters | {"changed_paths": changed, "data_docs": changed is None})
+                        **(
+                            parameters
+                            | {"changed_paths": changed, "data_docs": changed is None, "report_later": True}
+                        )
                     ),
                     say=lambda line: print(line, flush=True),
                     quiet=args.quiet,

@@ -26,6 +26,7 @@ import os
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ from pipeline.core.config import OutputLayout
 from pipeline.core.faults import crash_point
 from pipeline.core.storage import save_json
 from pipeline.extract.walk import escape
+from pipeline.publish.report import reports_written
 
 DEFAULT_QUIET = 0.3  # seconds without a new event before a batch runs
 # Seconds without a new event before a batch runs when every path in it is complete: its
@@ -157,6 +159,10 @@ def start_observer(root: Path, events: queue.Queue[tuple[str, str]], say: Callab
     from watchdog.observers import Observer
     from watchdog.observers.polling import PollingObserver
 
+    # watchdog warns when a folder it watches is added again (renamed, or re-created), and the
+    # warning holds the repr of every folder it watches: at the portal's ~8,000 day folders,
+    # megabytes of stderr per renamed folder. It replaces the watch, as it says: nothing to tell.
+    warnings.filterwarnings("ignore", message="Callback with id .* already exists", category=RuntimeWarning)
     handler = _Collector(root, events)
     observer = Observer()
     observer.schedule(handler, str(root), recursive=True, event_filter=list(WATCHED))
@@ -232,6 +238,8 @@ class Watcher:
             f"{seconds:.2f} s, {outcome} {Path(where).name if where else ''}".rstrip()
         )
         self.say(line)
+        for warning in reports_written(timeout=0):  # an earlier batch's, written since
+            self.say(f"warning: {warning}")
         self.last = {
             "line": line,
             "outcome": outcome,

@@ -60,6 +60,8 @@ class RunConfig:
     # Data Docs are rebuilt for each publication; a watcher's small batches skip them (0.2 s of a
     # one-file batch) and its sweeps rebuild them.
     data_docs: bool = True
+    # ... and write their HTML run report in the background, after the batch (0.1 s at 1M).
+    report_later: bool = False
 
     def __post_init__(self) -> None:
         """Every check of a run's inputs, in one place (the command line, `serve` and a

@@ -13,6 +13,9 @@ import html
 import json
 import math
 import os
+import queue
+import threading
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -255,3 +258,54 @@ def write_report(publication: Path, report_dir: Path, run_id: str, validation: V
     save_bytes(target, page.encode("utf-8"))
     save_bytes(report_dir / "index.html", page.encode("utf-8"))
     return target
+
+
+# --- A watcher's reports: written after its batches ---------------------------------------------
+class _Later:
+    """One thread writes a watcher's run reports, in order, after the batches that publish them:
+    at a million events a report is 0.1 s of whole-table queries, and a batch spent it after
+    its publish but before the next change could be taken up. A daemon thread: the watcher
+    waits for it (bounded) before it lets go of the output, and its exit never waits on it."""
+
+    jobs: queue.Queue[tuple[Future[Path], tuple[Any, ...]]] = queue.Queue()
+    thread: threading.Thread | None = None
+    pending: list[Future[Path]] = []
+    failures: list[str] = []
+
+    @classmethod
+    def work(cls) -> None:
+        while True:
+            done, job = cls.jobs.get()
+            try:
+                done.set_result(write_report(*job))
+            except BaseException as exc:  # kept for the watcher's warning
+                done.set_exception(exc)
+
+
+def write_report_later(publication: Path, report_dir: Path, run_id: str, validation: Validation) -> Path:
+    """`write_report` in the background; the page it will write. See `reports_written`."""
+    if _Later.thread is None or not _Later.thread.is_alive():
+        _Later.thread = threading.Thread(target=_Later.work, name="run-report", daemon=True)
+        _Later.thread.start()
+    done: Future[Path] = Future()
+    _Later.pending = [f for f in _Later.pending if not f.done() or _note_failure(f)] + [done]
+    _Later.jobs.put((done, (publication, report_dir, run_id, validation)))
+    return report_dir / f"{run_id}.html"
+
+
+def _note_failure(done: Future[Path]) -> bool:
+    """Keep what a finished background write met, as a warning; False (it is no longer pending)."""
+    error = done.exception()
+    if error is not None:
+        _Later.failures.append(f"run report not written: {' '.join(str(error).split())[:300]}")
+    return False
+
+
+def reports_written(timeout: float | None = None) -> list[str]:
+    """Wait (at most `timeout` seconds) for the reports being written in the background; the
+    warnings of those that failed since the last call. A watcher calls it after each batch
+    (without waiting) and before it lets go of the output folder."""
+    wait(_Later.pending, timeout=timeout)
+    _Later.pending = [f for f in _Later.pending if not f.done() or _note_failure(f)]
+    failures, _Later.failures = _Later.failures, []
+    return failures

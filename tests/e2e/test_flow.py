@@ -416,3 +416,44 @@ def test_a_watched_batch_checks_early_and_late_suites_and_either_blocks_the_publ
         assert (out / "current").resolve() == published
         (archive / rel).unlink()
     assert len(begun) == 3 and first["published"]
+
+
+def test_a_watched_batch_writes_its_run_report_after_returning(prefect_server, tmp_path, monkeypatch):
+    """`report_later` (a watcher's batches): the flow returns the page it will write, a
+    background thread writes it, in order with the batches before it; one that cannot be
+    written is a warning the watcher shows, not a failure of the published batch."""
+    from flows.news_etl import news_etl
+    from pipeline.core.config import OutputLayout
+    from pipeline.publish import report as run_report
+    from tests.conftest import event_doc
+
+    archive = tmp_path / "archive"
+    shutil.copytree(SAMPLE, archive)
+    out = tmp_path / "out"
+    news_etl(input=str(archive), output=str(out))
+    layout = OutputLayout(out)
+    gate = __import__("threading").Event()
+    real = run_report.gather
+    monkeypatch.setattr(run_report, "gather", lambda publication: gate.wait(30) and real(publication))
+
+    def batch(n: int) -> dict:
+        rel = f"news/2016/03/{n}/event-{n}.md"
+        (archive / rel).parent.mkdir(parents=True, exist_ok=True)
+        (archive / rel).write_text(event_doc(f"2016-03-0{n}", f"Event {n}"), encoding="utf-8")
+        return news_etl(
+            input=str(archive), output=str(out), changed_paths=[rel], data_docs=False, report_later=True
+        )
+
+    first, second = batch(1), batch(2)  # both returned while their reports wait on the gate
+    pages = [Path(first["report"]), Path(second["report"])]
+    assert first["published"] and second["published"] and not any(p.exists() for p in pages)
+    gate.set()
+    assert run_report.reports_written(timeout=30) == []
+    assert second["run_id"] in pages[1].read_text() and first["run_id"] in pages[0].read_text()
+    assert (layout.report / "index.html").read_text() == pages[1].read_text()  # the newest last
+
+    monkeypatch.setattr(run_report, "gather", lambda publication: 1 / 0)
+    third = batch(3)
+    assert third["published"]
+    assert [w.split(":")[0] for w in run_report.reports_written(timeout=30)] == ["run report not written"]
+    assert run_report.reports_written(timeout=0) == []  # said once

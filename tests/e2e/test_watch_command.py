@@ -20,6 +20,7 @@ from pipeline.core.config import OutputLayout
 from pipeline.core.faults import WATCH_CRASH_POINTS
 from pipeline.core.tables import PUBLISHED
 from pipeline.publish import runs
+from pipeline.publish.catalog import current_run_id
 from pipeline.synthetic.generate import generate
 from tests.conftest import REPO, SAMPLE, TODAY, build_tables, event_doc
 from tests.e2e_support import api_env, cli, rows
@@ -45,8 +46,14 @@ class Watching:
             text=True,
             env=env or api_env(),
         )
+        self.errors: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
+        # stderr drained too: a watcher blocked on a full pipe would look like one that hangs
+        self.err_reader = threading.Thread(
+            target=lambda: self.errors.extend(self.proc.stderr or []), daemon=True
+        )
+        self.err_reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -80,7 +87,7 @@ class Watching:
             time.sleep(0.05)
 
     def stderr(self) -> str:
-        return self.proc.stderr.read() if self.proc.stderr and self.proc.poll() is not None else ""
+        return "".join(self.errors)
 
     def stop(self, sig: int = signal.SIGTERM) -> tuple[int, float]:
         started = time.monotonic()
@@ -92,11 +99,13 @@ class Watching:
             time.sleep(1.0)
             self.proc.kill()
             self.proc.wait()
+            time.sleep(0.5)
             raise AssertionError(
                 f"watch did not stop within 30 s of {signal.Signals(sig).name}: {self.lines[-5:]}\n"
-                + (self.proc.stderr.read() if self.proc.stderr else "")[-20000:]
+                + self.stderr()[-20000:]
             ) from None
         self.reader.join(timeout=5)
+        self.err_reader.join(timeout=5)
         return code, time.monotonic() - started
 
 
@@ -171,10 +180,15 @@ def test_watched_changes_equal_a_full_build(prefect_server, tmp_path):
         assert code == 0 and seconds < 10
         assert watch.lines[-1] == "watch stopped (SIGTERM); the publication is intact"
         assert "most recent call first" in watch.stderr()
+        assert "already exists" not in watch.stderr()  # watchdog's re-watch warnings, megabytes at scale
     finally:
         if watch.proc.poll() is None:
             watch.proc.kill()
     assert "lock: free" in cli("status", "--output", str(out), env=api_env()).stdout
+    # the last batch's run report (written after the batch) was written before the watcher stopped
+    layout = OutputLayout(out)
+    last = layout.report / f"{current_run_id(layout)}.html"
+    assert last.exists() and (layout.report / "index.html").read_bytes() == last.read_bytes()
 
 
 def test_a_term_signal_mid_batch_stops_within_ten_seconds_and_keeps_the_publication(prefect_server, tmp_path):
