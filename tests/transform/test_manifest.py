@@ -47,6 +47,14 @@ def commit(table: pa.Table, amendment: stored.Amendment | None, work: Path, stat
     stored.commit(work / "manifest.parquet", state / "manifest.parquet")
 
 
+def amended(work: Path, state: Path) -> Path:
+    """A committed base (a.md, b.md: run-0) and an amendment adding c.md (run-1)."""
+    commit(entries(["a.md", "b.md"], "b0"), None, work, state, "run-0")
+    table, amendment = run(stored.read(state / "manifest.parquet"), [], entries(["c.md"], "b1"))
+    commit(table, amendment, work, state, "run-1")
+    return state / "manifest.parquet"
+
+
 @pytest.fixture
 def folders(tmp_path):
     work, state = tmp_path / "work", tmp_path / "state"
@@ -111,11 +119,8 @@ def test_an_amendment_left_beside_a_newer_base_is_ignored(folders):
 
 
 def test_an_unreadable_amendment_is_set_aside_and_the_base_describes_an_older_publication(folders):
-    work, state = folders
-    committed = state / "manifest.parquet"
-    commit(entries(["a.md", "b.md"], "b0"), None, work, state, "run-0")
-    table, amendment = run(stored.read(committed), [], entries(["c.md"], "b1"))
-    commit(table, amendment, work, state, "run-1")
+    committed = amended(*folders)
+    state = committed.parent
     delta = stored.delta_path(committed)
     delta.write_bytes(delta.read_bytes()[:40] + b"garbage")
 
@@ -127,11 +132,8 @@ def test_an_unreadable_amendment_is_set_aside_and_the_base_describes_an_older_pu
 
 
 def test_an_unreadable_base_is_set_aside_with_its_amendment(folders):
-    work, state = folders
-    committed = state / "manifest.parquet"
-    commit(entries(["a.md", "b.md"], "b0"), None, work, state, "run-0")
-    table, amendment = run(stored.read(committed), [], entries(["c.md"], "b1"))
-    commit(table, amendment, work, state, "run-1")
+    committed = amended(*folders)
+    state = committed.parent
     committed.write_bytes(committed.read_bytes()[:40] + b"garbage")
 
     assert "could not be read" in (incremental.check_manifest(committed) or "")
@@ -144,11 +146,7 @@ def test_an_unreadable_base_is_set_aside_with_its_amendment(folders):
 
 
 def test_an_amendment_without_its_base_is_refused_not_read_as_the_manifest(folders):
-    work, state = folders
-    committed = state / "manifest.parquet"
-    commit(entries(["a.md"], "b0"), None, work, state, "run-0")
-    table, amendment = run(stored.read(committed), [], entries(["c.md"], "b1"))
-    commit(table, amendment, work, state, "run-1")
+    committed = amended(*folders)
     committed.unlink()  # removed by hand
     with pytest.raises(stored.StateError, match="without its base"):
         stored.read(committed)
