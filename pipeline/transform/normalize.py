@@ -20,7 +20,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from pipeline.core.arrow import among
 from pipeline.core.faults import crash_point
 from pipeline.core.interrupt import track
 from pipeline.core.sqltext import model_sql, sql_list, sql_literal
@@ -257,6 +260,9 @@ def _full(
 
 
 # --- Incremental build -------------------------------------------------------------------------
+_SCOPE_KEYS = (("file_path", "changed"), ("event_id", "affected"))  # what puts a live file in scope
+
+
 def _incremental(
     con: duckdb.DuckDBPyConnection,
     staging_dir: Path,
@@ -298,13 +304,13 @@ def _incremental(
         UNION SELECT new_event_id FROM changed WHERE new_event_id IS NOT NULL"""
     )
     # Files whose rows are recomputed: the changed ones and every live file of an affected event.
-    con.execute(
-        # Two semi joins, not one scan with OR: half the time at a million files (0.1 s).
-        """CREATE TABLE scope AS
-        SELECT file_path, batch FROM live_manifest SEMI JOIN changed USING (file_path)
-        UNION
-        SELECT file_path, batch FROM live_manifest SEMI JOIN affected USING (event_id)"""
-    )
+    # Looked up in the manifest's Arrow columns: for a few paths and ids one comparison per key
+    # (`among`); DuckDB's two semi joins built hash tables over the million-row manifest, 45 ms
+    # of every one-file batch.
+    keys = [pa.array(_column(con, f"SELECT DISTINCT {c} FROM {t}"), pa.string()) for c, t in _SCOPE_KEYS]
+    mask = pc.or_(among(rows["file_path"], keys[0]), among(rows["event_id"], keys[1]))
+    con.register("scope_rows", rows.filter(mask).select(["file_path", "batch"]))
+    con.execute("CREATE TABLE scope AS SELECT DISTINCT file_path, batch FROM scope_rows")
     con.execute("CREATE TABLE recomputed AS SELECT file_path FROM changed UNION SELECT file_path FROM scope")
     batches = _column(con, "SELECT DISTINCT batch FROM scope ORDER BY 1")
     for name, schema in STAGING.items():
