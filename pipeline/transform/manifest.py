@@ -53,6 +53,8 @@ PARSER_KEY = b"parser"
 CODE_KEY = b"code"
 # ... and the day (`today`) its files were staged against: what `date_out_of_range` meant.
 TODAY_KEY = b"today"
+# Origin's fields, in order, as schema metadata keys.
+_ORIGIN_KEYS = (PUBLICATION_KEY, EXPECTATIONS_KEY, PARSER_KEY, CODE_KEY, TODAY_KEY)
 # A base's id; in an amendment, the id of the base it amends.
 BASE_KEY = b"base"
 # An amendment's rows: MANIFEST_SCHEMA plus this flag, true for a path the base's entry of
@@ -74,13 +76,13 @@ class Origin(NamedTuple):
     today: str | None = None  # ISO date
 
     def metadata(self) -> dict[bytes, bytes]:
-        keys = (PUBLICATION_KEY, EXPECTATIONS_KEY, PARSER_KEY, CODE_KEY, TODAY_KEY)
-        return {key: value.encode() for key, value in zip(keys, self, strict=True) if value is not None}
+        return {
+            key: value.encode() for key, value in zip(_ORIGIN_KEYS, self, strict=True) if value is not None
+        }
 
     @classmethod
     def of(cls, metadata: dict[bytes, bytes]) -> Origin:
-        keys = (PUBLICATION_KEY, EXPECTATIONS_KEY, PARSER_KEY, CODE_KEY, TODAY_KEY)
-        return cls(*(metadata[key].decode() if metadata.get(key) else None for key in keys))
+        return cls(*(metadata[key].decode() if metadata.get(key) else None for key in _ORIGIN_KEYS))
 
 
 class StateError(Exception):
