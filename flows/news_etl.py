@@ -34,7 +34,7 @@ from pipeline.publish import changes, runs
 from pipeline.publish.registry import Registry, parse_duration
 from pipeline.publish.report import Validation, write_report, write_report_later
 from pipeline.quality import worker as validation_process
-from pipeline.quality.validate import ValidationReport, load_specs, suites_within
+from pipeline.quality.validate import ValidationReport, combined, load_specs, suites_within
 from pipeline.transform.normalize import PARTS_TABLES, NormalizeResult, PartsWritten, Touched, normalize
 
 
@@ -120,6 +120,8 @@ def validate_tables(
 ) -> ValidationReport:
     """Run the expectation suites over the rewritten rows; critical failures block the publish."""
     prior = None
+    if early is not None and config.split_validation:
+        return early.finish(rewritten, touched)
     if early is not None:  # the suites begun while the tags and storylines were computed
         prior = early.report()
     return validation_process.validate(
@@ -171,6 +173,29 @@ class EarlyChecks:
     def report(self) -> ValidationReport | None:
         """The first suites' report (None: they were not begun)."""
         return self.waiting() if self.waiting is not None else None
+
+    def finish(self, rewritten: dict[str, list[str]] | None, touched: Touched | None) -> ValidationReport:
+        """The other suites in the second validation process while the first may still be
+        checking its own (`split_validation`: a watcher's), then one report of both. At a
+        million events the first suites were not done when the storylines were, and the
+        others waited for them: 0.16 s of a one-file batch."""
+        later = validation_process.begin(
+            self.config.expectations_dir,
+            self.config.layout.validation,
+            slot=1,
+            publication=self.publication,
+            run_id=self.run_id,
+            files_seen=self.files_seen,
+            today=self.config.today,
+            threads=self.config.workers,
+            build_docs=False,
+            rewritten=rewritten,
+            touched=touched,
+            only=self.later,
+        )
+        first = self.report()
+        second = later()
+        return second if first is None else combined(first, second, self.run_id)
 
 
 # --- Report: the HTML run report -----------------------------------------------------------------
@@ -244,6 +269,7 @@ def news_etl(
     changed_paths: list[str] | None = None,
     data_docs: bool = True,
     report_later: bool = False,
+    split_validation: bool = False,
 ) -> dict[str, Any]:
     """Build, validate and publish the news tables from an event archive (incrementally by default)."""
     options: dict[str, Any] = {
@@ -256,6 +282,7 @@ def news_etl(
         "retention": parse_duration(retention),
         "data_docs": data_docs,
         "report_later": report_later,
+        "split_validation": split_validation,
     }
     if workers:
         options["workers"] = workers

@@ -356,16 +356,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_validation(parameters: dict[str, Any], layout: Any) -> None:
+def _start_validation(parameters: dict[str, Any], layout: Any, slots: int = 1) -> None:
     """Start the validation process (Great Expectations' import and context, ~2 s of Python)
     now, on the other core, while this one imports Prefect and the flow and lists the archive
     (pipeline/quality/worker.py). Only for a run that will validate: a run that may find
     nothing to do starts it once it knows (at 110k events, a run with nothing to do took
-    0.3-0.5 s longer with the process importing beside it)."""
+    0.3-0.5 s longer with the process importing beside it). A watcher starts two (`slots`):
+    its batches check their early and late suites at once."""
     from pipeline.core.config import DEFAULT_EXPECTATIONS
     from pipeline.quality import worker
 
-    worker.start(Path(parameters["expectations"] or DEFAULT_EXPECTATIONS), layout.validation / "docs")
+    for slot in range(slots):
+        worker.start(
+            Path(parameters["expectations"] or DEFAULT_EXPECTATIONS), layout.validation / "docs", slot
+        )
 
 
 def _run_flow(args: argparse.Namespace, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -472,7 +476,7 @@ def _watch(args: argparse.Namespace) -> int:
         quiet_prefect(verbose=args.verbose)  # before the server starts: it inherits the settings
         start_early()
         stack.callback(stop_servers)
-        _start_validation(parameters, layout)
+        _start_validation(parameters, layout, slots=2)
         stack.enter_context(stop_on_signals(lambda signum: _deadline(layout, signum)))
         try:
             quiet_prefect(verbose=args.verbose)
@@ -490,7 +494,12 @@ def _watch(args: argparse.Namespace) -> int:
                     lambda changed: news_etl(
                         **(
                             parameters
-                            | {"changed_paths": changed, "data_docs": changed is None, "report_later": True}
+                            | {
+                                "changed_paths": changed,
+                                "data_docs": changed is None,
+                                "report_later": True,
+                                "split_validation": True,
+                            }
                         )
                     ),
                     say=lambda line: print(line, flush=True),

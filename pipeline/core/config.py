@@ -62,6 +62,9 @@ class RunConfig:
     data_docs: bool = True
     # ... and write their HTML run report in the background, after the batch (0.1 s at 1M).
     report_later: bool = False
+    # ... and validate the suites that wait for the tags and storylines in a second validation
+    # process, beside the first one's (EarlyChecks, flows/news_etl.py).
+    split_validation: bool = False
 
     def __post_init__(self) -> None:
         """Every check of a run's inputs, in one place (the command line, `serve` and a

@@ -484,6 +484,25 @@ def validate_publication(
             built.forget_results()
 
     ordered = [outcomes[key] for key in sorted(outcomes)]
+    index = docs_dir / "index.html"
+    shown = index.exists() or (build_docs and docs_later)
+    return _reported(report_dir, run_id, ordered, prior, index if shown else None)
+
+
+def combined(first: ValidationReport, second: ValidationReport, run_id: str) -> ValidationReport:
+    """One report of two validations of other suites of the same publication (a watcher's
+    early and late suites, validated at once in two processes), its JSON written again."""
+    return _reported(second.report_path.parent, run_id, second.outcomes, first, second.docs_index)
+
+
+def _reported(
+    report_dir: Path,
+    run_id: str,
+    ordered: list[Outcome],
+    prior: ValidationReport | None,
+    docs_index: Path | None,
+) -> ValidationReport:
+    """The report of `ordered` (and `prior`'s outcomes: other suites), written as JSON."""
     if prior is not None:  # other suites: by suite, each suite's in its own order (stable)
         ordered = sorted([*prior.outcomes, *ordered], key=lambda o: o.suite)
     passed = not any(not o.success and o.severity == CRITICAL for o in ordered)
@@ -497,9 +516,7 @@ def validate_publication(
         ),
         encoding="utf-8",
     )
-    index = docs_dir / "index.html"
-    shown = index.exists() or (build_docs and docs_later)
-    return ValidationReport(passed, ordered, report_path, index if shown else None)
+    return ValidationReport(passed, ordered, report_path, docs_index)
 
 
 def write_data_docs(expectations_dir: Path, docs_dir: Path) -> None:

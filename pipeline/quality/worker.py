@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # imported where used: `run` starts the process before its heavy imports
     from pipeline.quality.validate import ValidationReport
 
-KEPT = 2  # processes kept, one per suites folder (tests validate with several)
+KEPT = 3  # processes kept: a watcher's two (`slot`), or one per suites folder (tests use several)
 
 
 class ValidationProcessDied(RuntimeError):
@@ -185,21 +185,23 @@ class ValidationProcess:
         self.process.join(timeout=5)
 
 
-_processes: dict[Path, ValidationProcess] = {}
+# By suites folder and slot: a watcher validates a batch's early and late suites in two
+# processes at once (flows/news_etl.py, EarlyChecks), a run in slot 0 alone.
+_processes: dict[tuple[Path, int], ValidationProcess] = {}
 _lock = threading.Lock()
 
 
-def start(expectations_dir: Path, docs_dir: Path) -> ValidationProcess | None:
-    """The running validation process for these suites, started now (and readied for Data
-    Docs in `docs_dir`) if there is none; None: no process can be started here."""
-    key = Path(expectations_dir).resolve()
+def start(expectations_dir: Path, docs_dir: Path, slot: int = 0) -> ValidationProcess | None:
+    """The running validation process for these suites (and `slot`), started now (and readied
+    for Data Docs in `docs_dir`) if there is none; None: no process can be started here."""
+    key = (Path(expectations_dir).resolve(), slot)
     with _lock:
         process = _processes.get(key)
         if process is not None and process.alive:
             return process
         _processes.pop(key, None)
         try:
-            process = ValidationProcess(key, Path(docs_dir))
+            process = ValidationProcess(key[0], Path(docs_dir))
         except Exception:  # no process can be started (a sandbox, no semaphores)
             return None
         _processes[key] = process
@@ -208,7 +210,7 @@ def start(expectations_dir: Path, docs_dir: Path) -> ValidationProcess | None:
         return process
 
 
-def _forget_if_dead(key: Path, process: ValidationProcess) -> None:
+def _forget_if_dead(key: tuple[Path, int], process: ValidationProcess) -> None:
     """Drop a process that ended (killed, interrupted) so that the next request starts another."""
     if not process.alive:
         with _lock:
@@ -219,32 +221,34 @@ def _forget_if_dead(key: Path, process: ValidationProcess) -> None:
 def validate(expectations_dir: Path, report_dir: Path, **arguments: Any) -> ValidationReport:
     """`validate_publication` in the validation process for these suites (started if needed),
     or in this process where none can be started."""
-    key = Path(expectations_dir).resolve()
-    process = start(key, Path(report_dir) / "docs")
+    key = (Path(expectations_dir).resolve(), 0)
+    process = start(key[0], Path(report_dir) / "docs")
     if process is None:
         from pipeline.quality.validate import validate_publication
 
-        return validate_publication(expectations_dir=key, report_dir=report_dir, **arguments)
+        return validate_publication(expectations_dir=key[0], report_dir=report_dir, **arguments)
     try:
-        return process.validate(expectations_dir=key, report_dir=report_dir, **arguments)
+        return process.validate(expectations_dir=key[0], report_dir=report_dir, **arguments)
     finally:
         _forget_if_dead(key, process)
 
 
-def begin(expectations_dir: Path, report_dir: Path, **arguments: Any) -> Callable[[], ValidationReport]:
-    """Start `validate_publication` (without Data Docs) in the validation process and return at
-    once: the function returned waits for its report. Where no process can be started, the
-    validation runs now and the function returns its report."""
+def begin(
+    expectations_dir: Path, report_dir: Path, slot: int = 0, **arguments: Any
+) -> Callable[[], ValidationReport]:
+    """Start `validate_publication` (without Data Docs) in the validation process of `slot` and
+    return at once: the function returned waits for its report. Where no process can be
+    started, the validation runs now and the function returns its report."""
     if arguments.get("build_docs", True):
         raise ValueError("begin validates without Data Docs (build_docs=False)")
-    key = Path(expectations_dir).resolve()
-    process = start(key, Path(report_dir) / "docs")
+    key = (Path(expectations_dir).resolve(), slot)
+    process = start(key[0], Path(report_dir) / "docs", slot)
     if process is None:
         from pipeline.quality.validate import validate_publication
 
-        report = validate_publication(expectations_dir=key, report_dir=report_dir, **arguments)
+        report = validate_publication(expectations_dir=key[0], report_dir=report_dir, **arguments)
         return lambda: report
-    number = process.send(expectations_dir=key, report_dir=report_dir, **arguments)
+    number = process.send(expectations_dir=key[0], report_dir=report_dir, **arguments)
 
     def wait() -> ValidationReport:
         if process.sent != number or not process.unanswered:
@@ -260,7 +264,7 @@ def begin(expectations_dir: Path, report_dir: Path, **arguments: Any) -> Callabl
 def finish_docs(expectations_dir: Path) -> None:
     """Wait for the Data Docs of the last validation with these suites (built already when
     validation ran in this process); raises what building them met."""
-    key = Path(expectations_dir).resolve()
+    key = (Path(expectations_dir).resolve(), 0)
     with _lock:
         process = _processes.get(key)
     if process is None:

@@ -331,12 +331,14 @@ def test_cli_lists_failed_expectations_one_per_line(tmp_path):
     assert not (tmp_path / "o" / "news.duckdb").exists()
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["one-process", "split"])
 def test_a_watched_batch_checks_early_and_late_suites_and_either_blocks_the_publish(
-    prefect_server, tmp_path, monkeypatch
+    prefect_server, tmp_path, monkeypatch, split
 ):
     """A batch without Data Docs (a watcher's) begins the suites over the year-part tables
-    while the tags and storylines are computed, then checks the rest: its report holds every
-    suite, and a critical failure in either half publishes nothing."""
+    while the tags and storylines are computed, then checks the rest (`split_validation`: in
+    a second validation process, while the first may still check its own): its report
+    holds every suite, and a critical failure in either half publishes nothing."""
     import json
 
     from flows.news_etl import ValidationFailed, news_etl
@@ -370,9 +372,11 @@ def test_a_watched_batch_checks_early_and_late_suites_and_either_blocks_the_publ
         (suites / f"{name}.json").write_text(json.dumps(suite))
     out = tmp_path / "out"
     first = news_etl(input=str(archive), output=str(out), expectations=str(suites))
-    begun: list[list[str]] = []
+    begun: list[tuple[int, list[str]]] = []
     begin = worker.begin
-    monkeypatch.setattr(worker, "begin", lambda *a, **k: begun.append(k["only"]) or begin(*a, **k))
+    monkeypatch.setattr(
+        worker, "begin", lambda *a, **k: begun.append((k.get("slot", 0), k["only"])) or begin(*a, **k)
+    )
 
     def batch(rel: str, text: str) -> dict:
         (archive / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -383,6 +387,7 @@ def test_a_watched_batch_checks_early_and_late_suites_and_either_blocks_the_publ
             expectations=str(suites),
             changed_paths=[rel],
             data_docs=False,
+            split_validation=split,
         )
 
     related = "1. [A](/news/2014/06/21/x.md) _Context: Islamic State_"
@@ -394,7 +399,12 @@ def test_a_watched_batch_checks_early_and_late_suites_and_either_blocks_the_publ
     assert good["published"] and {o["suite"] for o in report["outcomes"]} == {
         s.name for s in load_specs(suites)
     }
-    assert len(begun) == 1 and "events" in begun[0] and "tags" not in begun[0]
+    per_batch = 2 if split else 1
+    assert (
+        len(begun) == per_batch and begun[0][0] == 0 and "events" in begun[0][1] and "tags" not in begun[0][1]
+    )
+    if split:  # the others, in the second process
+        assert begun[1][0] == 1 and "tags" in begun[1][1] and "events" not in begun[1][1]
     published = (out / "current").resolve()
     sources = tuple(f"1. [S{i}](https://example.org/{i})" for i in range(6))
     long_context = "1. [A](/news/2014/06/21/x.md) _Context: " + "A very long context name " * 8 + "_"
@@ -415,7 +425,7 @@ def test_a_watched_batch_checks_early_and_late_suites_and_either_blocks_the_publ
         assert {o.suite for o in failed.value.report.critical_failures} == {failing}
         assert (out / "current").resolve() == published
         (archive / rel).unlink()
-    assert len(begun) == 3 and first["published"]
+    assert len(begun) == 3 * per_batch and first["published"]
 
 
 def test_a_watched_batch_writes_its_run_report_after_returning(prefect_server, tmp_path, monkeypatch):
