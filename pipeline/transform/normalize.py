@@ -109,6 +109,12 @@ class Touched:
     keys: dict[str, list[str]] = field(default_factory=dict)
 
 
+def _days(event_ids: list[str]) -> dict[str, list[str]]:
+    """The days of the recomputed events (an event id begins with its date), as Touched.keys:
+    the only days whose event counts (the `daily` suite) can have changed."""
+    return {"event_date": sorted({e[:10] for e in event_ids})}
+
+
 # What an incremental build has written when its year-part tables, `files` and `countries` are
 # complete: the parts it rewrote per table, and the events and files it recomputed (no keys yet).
 PartsWritten = Callable[[dict[str, list[str]], Touched], None]
@@ -389,7 +395,7 @@ def _incremental(
     event_ids = _column(con, "SELECT event_id FROM affected ORDER BY 1")
     file_paths = _column(con, "SELECT file_path FROM recomputed ORDER BY 1")
     if on_parts is not None:
-        on_parts(dict(rewritten), Touched(event_ids, file_paths, old))
+        on_parts(dict(rewritten), Touched(event_ids, file_paths, old, _days(event_ids)))
     tag_ids = _write_tags(con, publication, old)
     counts = con.execute(
         """SELECT count(*) FILTER (WHERE o.event_id IS NULL),
@@ -401,7 +407,9 @@ def _incremental(
     ).fetchone()
     assert counts is not None
     added, changed, removed = counts
-    touched = Touched(event_ids, file_paths, old, {} if tag_ids is None else {"tag_id": tag_ids})
+    touched = Touched(
+        event_ids, file_paths, old, _days(event_ids) | ({} if tag_ids is None else {"tag_id": tag_ids})
+    )
     return NormalizeResult(
         counts={},
         added=added,

@@ -595,7 +595,7 @@ def test_a_scoped_frame_is_the_whole_frame_of_its_keys(clean, tmp_path):
     from pipeline.transform.scoped import scoped_query
 
     scoped = [s for s in load_specs() if s.scope is not None]
-    assert {s.name for s in scoped} >= {"tags", "storylines"}
+    assert {s.name for s in scoped} >= {"tags", "storylines", "daily"}
     with duckdb.connect() as con:
         for table in ("tags", "event_tags", "storylines", "event_storylines", "events"):
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{table_glob(clean, table)}')")
@@ -606,9 +606,11 @@ def test_a_scoped_frame_is_the_whole_frame_of_its_keys(clean, tmp_path):
                 r[0] for r in con.execute(f"SELECT DISTINCT {column} FROM {tables[0]} ORDER BY 1").fetchall()
             ]
             assert len(keys) >= 3, spec.name
-            chosen = [*keys[:: max(1, len(keys) // 3)][:3], "no-such-key"]
+            missing = "1900-01-01" if column.endswith("_date") else "no-such-key"
+            chosen = [*map(str, keys[:: max(1, len(keys) // 3)][:3]), missing]
+            kind = "DATE" if column.endswith("_date") else "VARCHAR"  # as validation registers them
             con.execute(
-                f"CREATE OR REPLACE TABLE touched_key_{column} AS SELECT unnest(?::VARCHAR[]) AS {column}",
+                f"CREATE OR REPLACE TABLE touched_key_{column} AS SELECT unnest(?::{kind}[]) AS {column}",
                 [chosen],
             )
             views = {
@@ -620,6 +622,55 @@ def test_a_scoped_frame_is_the_whole_frame_of_its_keys(clean, tmp_path):
             assert con.execute("SELECT count(*) FROM part").fetchone()[0] == 3, spec.name
             assert con.execute(f"SELECT * FROM part EXCEPT ALL {whole}").fetchall() == [], spec.name
             assert con.execute(f"{whole} EXCEPT ALL SELECT * FROM part").fetchall() == [], spec.name
+
+
+def test_a_share_of_a_whole_is_checked_on_the_kept_frame_with_the_recomputed_days(clean, tmp_path):
+    """`daily` (events per day, at most 1% of days outside 1-60) is a share of every day: an
+    incremental check gives Great Expectations the whole frame, made of the previous
+    publication's kept frame with the recomputed days counted again. A day that grows past
+    60 events is seen (the sample has 9 days: one is 11%), one that is not recomputed keeps
+    its previous count, and the frame kept equals the frame over the whole table."""
+    from pipeline.quality.validate import FRAMES
+    from pipeline.transform.normalize import Touched
+
+    base = tmp_path / "base"
+    shutil.copytree(clean, base)
+    first = validate_publication(
+        base, tmp_path / "v-base", "r", FILES_SEEN, TODAY, only={"daily"}, build_docs=False
+    )
+    assert first.passed and not first.warnings and (base / FRAMES / "daily.parquet").is_file()
+    with duckdb.connect() as con:
+        day = con.execute(f"SELECT min(event_date)::VARCHAR FROM '{base}/events/*.parquet'").fetchone()[0]
+    grown = tmp_path / "grown"
+    shutil.copytree(clean, grown)
+    added = [f"{day}/added-{i:02d}" for i in range(70)]
+    ids = ", ".join(f"'{e}'" for e in added)
+    _rewrite_part(
+        grown, "events", day[:4],
+        f"SELECT * FROM p UNION ALL BY NAME SELECT unnest([{ids}]) AS event_id, DATE '{day}' AS event_date, "
+        "'Added' AS title ORDER BY event_id",
+    )  # fmt: skip
+
+    def daily(publication: Path, touched: list[str], name: str):
+        report = validate_publication(
+            publication, tmp_path / name, "r", FILES_SEEN, TODAY, only={"daily"}, build_docs=False,
+            rewritten={"events": [day[:4]]}, touched=Touched(touched, [], base, {"event_date": sorted({e[:10] for e in touched})}),
+        )  # fmt: skip
+        with duckdb.connect() as con:
+            kept = con.execute(
+                f"SELECT * FROM '{publication / FRAMES / 'daily.parquet'}' ORDER BY ALL"
+            ).fetchall()
+            whole = con.execute(
+                f"SELECT event_date, count(*) AS events FROM '{publication}/events/*.parquet' GROUP BY 1 ORDER BY ALL"
+            ).fetchall()
+        return report, kept, whole
+
+    report, kept, whole = daily(grown, added[:1], "v-grown")
+    assert [o.suite for o in report.warnings] == ["daily"] and kept == whole
+    # told of no day of those events, the check keeps the previous count: the kept frame is
+    # the previous publication's (what the scope promises is what is checked)
+    report, kept, whole = daily(grown, [], "v-untold")
+    assert not report.warnings and kept != whole
 
 
 def test_an_incremental_check_of_a_scoped_suite_checks_the_recomputed_keys(clean, tmp_path):
