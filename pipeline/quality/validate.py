@@ -30,7 +30,7 @@ from typing import Any
 import duckdb
 
 from pipeline.core.config import DEFAULT_EXPECTATIONS
-from pipeline.core.sqltext import sql_literal
+from pipeline.core.sqltext import sql_list, sql_literal
 from pipeline.core.tables import TOUCHED_ROWS, part_path, parts, row_count_of, table_glob, write_part
 from pipeline.transform.normalize import Touched, connect
 from pipeline.transform.scoped import scoped_query
@@ -54,6 +54,11 @@ class SuiteSpec:
     # column's values are the frame computed over those tables' rows with those values
     # alone, so an incremental run checks the values its build recomputed (Touched.keys).
     scope: tuple[str, tuple[str, ...]] | None = None
+    # Whole-table totals the frame reads as `totals_<table>` (one row): per table, column name
+    # -> an additive aggregate (a count or a sum) of its rows. Each part's totals are kept with
+    # the publication, so a part that is the previous publication's (hard-linked) is not read
+    # again (`run_summary` read three whole tables for each one-file batch).
+    totals: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -113,6 +118,7 @@ def load_specs(directory: Path = DEFAULT_EXPECTATIONS) -> list[SuiteSpec]:
                 doc["expectations"],
                 tuple(key),
                 _scope(path, doc),
+                _totals(path, doc),
             )
         )
     if not specs:
@@ -133,6 +139,23 @@ def _scope(path: Path, doc: dict[str, Any]) -> tuple[str, tuple[str, ...]] | Non
     return column, tuple(tables)
 
 
+def _totals(path: Path, doc: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """A suite's `totals` ({TABLE: {COLUMN: AGGREGATE, ...}, ...}), checked."""
+    totals = doc.get("totals", {})
+    if not isinstance(totals, dict) or not all(
+        isinstance(table, str)
+        and table.isidentifier()
+        and isinstance(columns, dict)
+        and columns
+        and all(
+            isinstance(c, str) and c.isidentifier() and isinstance(e, str) and e for c, e in columns.items()
+        )
+        for table, columns in totals.items()
+    ):
+        raise SuiteError(f'{path.name}: totals must be {{TABLE: {{COLUMN: "count(*)", ...}}, ...}}')
+    return totals
+
+
 _WORD = re.compile(r"\b(?:checked_)?(\w+)")
 
 
@@ -141,7 +164,8 @@ def frame_tables(spec: SuiteSpec) -> frozenset[str]:
     (a column of the same name counts too: it can only make the set larger)."""
     from pipeline.core.tables import TABLE
 
-    return frozenset(w for w in _WORD.findall(re.sub(r"--[^\n]*", "", spec.frame_sql)) if w in TABLE)
+    words = _WORD.findall(re.sub(r"--[^\n]*", "", spec.frame_sql))
+    return frozenset(w for w in words if w in TABLE) | frozenset(spec.totals)
 
 
 def suites_within(tables: Collection[str], expectations_dir: Path = DEFAULT_EXPECTATIONS) -> list[str]:
@@ -570,6 +594,8 @@ def _frames(
                     views = (number, incremental)
                 if incremental and _nothing_checked(con, spec, counted):
                     continue
+            if spec.totals:
+                _part_totals(con, spec, publication, base)
             frame = spec.frame_sql
             if scope is None and incremental and spec.scope is not None and spec.scope[0] in keyed:
                 frame = _scoped_frame(con, spec, spec.scope)
@@ -767,6 +793,62 @@ def _scoped_frame(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, scope: tuple[
         },
     )
     return "SELECT * FROM frame_scoped"
+
+
+def _part_totals(
+    con: duckdb.DuckDBPyConnection, spec: SuiteSpec, publication: Path, base: Path | None
+) -> None:
+    """`totals_<table>` for each table of the suite's `totals`: the sums of its parts' totals.
+    A part that is the same file as `base`'s part of that name (an incremental build
+    hard-links the parts it did not rewrite) has the totals `base` kept for it; the others
+    are computed from their rows. Every part's totals are kept with the publication."""
+    for table, columns in spec.totals.items():
+        kept = publication / FRAMES / f"{spec.name}.{table}.parquet"
+        names = parts(publication, table)
+        before = base / FRAMES / f"{spec.name}.{table}.parquet" if base is not None else None
+        known: list[str] = []
+        if base is not None and before is not None and before.exists():
+            with suppress(duckdb.Error):  # another release's totals: computed again
+                had = {
+                    r[0]
+                    for r in con.execute(
+                        f"SELECT part FROM read_parquet({sql_literal(str(before))})"
+                    ).fetchall()
+                }
+                known = [
+                    n
+                    for n in names
+                    if n in had and _same_file(part_path(base, table, n), part_path(publication, table, n))
+                ]
+        pieces = []
+        if known:
+            pieces.append(
+                f"SELECT part, {', '.join(columns)} FROM read_parquet({sql_literal(str(before))}) "
+                f"WHERE part IN (SELECT unnest({sql_list(known)}))"
+            )
+        fresh = [str(part_path(publication, table, n)) for n in names if n not in known]
+        if fresh:
+            aggregates = ", ".join(f"{expression} AS {column}" for column, expression in columns.items())
+            pieces.append(
+                f"SELECT parse_filename(filename, true) AS part, {aggregates} "
+                f"FROM read_parquet({sql_list(fresh)}, filename = true) GROUP BY ALL"
+            )
+        rows = (
+            " UNION ALL BY NAME ".join(pieces)
+            or f"SELECT NULL::VARCHAR AS part, {', '.join(f'0 AS {c}' for c in columns)} WHERE false"
+        )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE totals_parts_{table} AS {rows}")
+        kept.parent.mkdir(exist_ok=True)
+        write_part(con, f"SELECT * FROM totals_parts_{table} ORDER BY part", kept, "FORMAT parquet")
+        sums = ", ".join(f"CAST(coalesce(sum({c}), 0) AS BIGINT) AS {c}" for c in columns)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW totals_{table} AS SELECT {sums} FROM totals_parts_{table}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _whole_kept_frame(

@@ -673,6 +673,61 @@ def test_a_share_of_a_whole_is_checked_on_the_kept_frame_with_the_recomputed_day
     assert not report.warnings and kept != whole
 
 
+def test_run_totals_count_again_only_the_parts_that_are_not_the_previous_publications(clean, tmp_path):
+    """`run_summary` reads each table's totals: per part, kept with the publication. A part
+    that is a hard link of the previous publication's part has the totals that publication
+    kept (seen here by altering them: the check then fails), a rewritten part is counted
+    again; the totals kept equal those of the whole tables."""
+    import os
+
+    import pyarrow.parquet as pq
+
+    from pipeline.quality.validate import FRAMES
+    from pipeline.transform.normalize import Touched
+
+    base = tmp_path / "base"
+    shutil.copytree(clean, base)
+    assert validate_publication(
+        base, tmp_path / "v0", "r", FILES_SEEN, TODAY, only={"run_summary"}, build_docs=False
+    ).passed
+    kept = base / FRAMES / "run_summary.events.parquet"
+    totals = pq.read_table(kept).to_pandas()
+    years = [p for p in totals["part"] if p != "none"]
+    linked, rewritten = years[0], years[-1]
+    # the previous publication's totals say 5 events more in each of the two parts
+    totals.loc[totals["part"].isin([linked, rewritten]), "events"] += 5
+    pq.write_table(__import__("pyarrow").Table.from_pandas(totals, preserve_index=False), kept)
+
+    def check(rewrite: list[str], name: str):
+        publication = tmp_path / name
+        shutil.copytree(base, publication, copy_function=os.link)
+        shutil.rmtree(publication / FRAMES)
+        for year in rewrite:
+            _rewrite_part(publication, "events", year, "SELECT * FROM p")  # the same rows, a new file
+        report = validate_publication(
+            publication, tmp_path / f"v-{name}", "r", FILES_SEEN, TODAY, only={"run_summary"}, build_docs=False,
+            rewritten={"events": rewrite}, touched=Touched([], [], base),
+        )  # fmt: skip
+        with duckdb.connect() as con:
+            counted = con.execute(
+                f"SELECT part, events FROM '{publication / FRAMES / 'run_summary.events.parquet'}' ORDER BY 1"
+            ).fetchall()
+            whole = con.execute(
+                f"SELECT parse_filename(filename, true), count(*) FROM read_parquet('{publication}/events/*.parquet', "
+                "filename = true) GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        return report, counted, [w for w in whole if w[1]]
+
+    report, counted, whole = check([linked, rewritten], "both-rewritten")
+    assert report.passed and [c for c in counted if c[1]] == whole
+    report, counted, whole = check([rewritten], "one-linked")
+    assert {o.kwargs.get("column_B") for o in report.critical_failures} == {"events"}
+    assert (
+        dict(counted)[linked] == dict(whole)[linked] + 5
+        and dict(counted)[rewritten] == dict(whole)[rewritten]
+    )
+
+
 def test_an_incremental_check_of_a_scoped_suite_checks_the_recomputed_keys(clean, tmp_path):
     """With the tags the build recomputed (Touched.keys), the tags suite checks those tags'
     rows: a broken row among them fails, one outside them is the previous publication's."""
