@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 import unicodedata
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib import metadata, resources
@@ -63,7 +64,6 @@ class Gazetteer:
     language_cues: frozenset[str]
     demonyms: frozenset[str]
     geographic_nouns: frozenset[str]  # "Kharkiv Oblast": a capitalised word after a city that is no name
-    starts: re.Pattern[str]  # the words of a text that may start a name (`starts_pattern`)
     follows: dict[str, frozenset[str]]  # first word -> the second words of its longer names
     conditional: frozenset[str]  # names that count only after a rule (`match._decide`)
     # Words that are a whole name by themselves and begin no longer one, and count without a
@@ -303,14 +303,15 @@ def gazetteer() -> Gazetteer:
         frozenset(words["language_cues"]),
         demonyms,
         frozenset(words["geographic_nouns"]),
-        starts_pattern(first, follows),
         {k: frozenset(v) for k, v in follows.items()},
         conditional,
         plain,
     )
 
 
-def starts_pattern(first: dict[str, set[int]], follows: dict[str, set[str]]) -> re.Pattern[str]:
+def starts_pattern(
+    first: Mapping[str, Collection[int]], follows: Mapping[str, Collection[str]]
+) -> re.Pattern[str]:
     """A regex whose matches are the words of a text (as `tokens` splits it) that may begin a
     name, found in one pass in C. The first words are a trie whose alternatives each begin
     with a literal character, so the engine skips ahead to the characters that can start

@@ -9,10 +9,13 @@ that is not a place ("Michael Jordan"); a demonym used as a language ("in French
 not count.
 
 Two scans give the same answer: `_scan_words` splits the whole text into words and is the
-plain statement of the rule; `_scan` (used) visits only the words that begin like a name's
-first word (the gazetteer's `starts` regex) and splits just the words a match needs around
-them: 16% less time on titles and summaries (issue 24's cost target).
-tests/places/test_match.py holds the two equal."""
+plain statement of the rule; `_scan` visits only the words that begin like a name's first
+word (`starts_pattern`'s regex) and splits just the words a match needs around them: 16%
+less time on titles and summaries (issue 24's cost target). Compiling that regex takes
+0.4-0.5 s, which pays off over tens of thousands of texts: a parse worker compiles it, a
+batch of a few files staged in the run's own process (a watcher's, a small incremental
+run's) takes `_scan_words` unless it is compiled already. tests/places/test_match.py
+holds the two equal."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from itertools import islice
 
-from pipeline.places.gazetteer import TOKEN, Gazetteer, gazetteer, tokens
+from pipeline.places.gazetteer import TOKEN, Gazetteer, gazetteer, starts_pattern, tokens
 
 Found = tuple[str, str]  # (country code, the text matched)
 
@@ -71,6 +74,13 @@ class _Around:
         return tokens(self.text)
 
 
+@lru_cache(maxsize=1)
+def _starts() -> re.Pattern[str]:
+    """The words of a text that may start a name (`starts_pattern`), compiled on first use."""
+    g = gazetteer()
+    return starts_pattern(g.first, g.follows)
+
+
 def _scan(text: str) -> tuple[Found, ...]:
     g = gazetteer()
     if ABBREVIATION_THEN_WORD.search(text):
@@ -78,7 +88,7 @@ def _scan(text: str) -> tuple[Found, ...]:
     first, names, follows, conditional, plain = g.first, g.names, g.follows, g.conditional, g.plain
     found: dict[str, str] = {}
     consumed = 0
-    for m in g.starts.finditer(text):
+    for m in _starts().finditer(text):
         if m.start() < consumed:
             continue
         word = m.group()
@@ -161,6 +171,7 @@ def _scan_words(text: str) -> tuple[Found, ...]:
 # Contexts repeat (about 8,800 distinct ones over 110,000 events): their mentions are cached.
 # Titles and summaries are nearly all distinct: caching them only cost time.
 _mentions = lru_cache(maxsize=50_000)(_scan)
+_mentions_words = lru_cache(maxsize=50_000)(_scan_words)  # the same answers
 
 
 def _decide(g: Gazetteer, phrase: str, code: str | None, around: _Around) -> str | None:
@@ -221,17 +232,22 @@ def _as_language(g: Gazetteer, around: _Around) -> bool:
     return around.before() in g.language_cues or around.after() in g.language_cues
 
 
-def event_places(title: str, summary: str | None, contexts: Iterable[str]) -> list[tuple[str, str, str]]:
+def event_places(
+    title: str, summary: str | None, contexts: Iterable[str], few: bool = False
+) -> list[tuple[str, str, str]]:
     """(country code, where, matched) for each country an event mentions: its title, its
-    summary or a context of its own Related items; the first place found is the evidence."""
-    seen = {code: ("title", matched) for code, matched in _scan(title)} if title else {}
+    summary or a context of its own Related items; the first place found is the evidence.
+    `few`: one of a few events, not worth compiling `_scan`'s regex for (the same answer)."""
+    quick = few and _starts.cache_info().currsize == 0
+    scan, context_scan = (_scan_words, _mentions_words) if quick else (_scan, _mentions)
+    seen = {code: ("title", matched) for code, matched in scan(title)} if title else {}
     if summary:
-        for code, matched in _scan(summary):
+        for code, matched in scan(summary):
             if code not in seen:
                 seen[code] = ("summary", matched)
     for context in contexts:
         if context:
-            for code, matched in _mentions(context):  # contexts repeat: cached
+            for code, matched in context_scan(context):  # contexts repeat: cached
                 if code not in seen:
                     seen[code] = ("context", matched)
     return [(code, where, matched) for code, (where, matched) in seen.items()]

@@ -113,6 +113,30 @@ def test_the_fast_scan_equals_the_word_by_word_scan():
     assert _scan(EDGES[0]) == (("US", "U.S."), ("IQ", "Iraq"))
 
 
+def test_a_few_events_get_the_same_places_without_compiling_the_scan_regex(monkeypatch):
+    """A run's only batch staged in its own process (`few`) takes the word-by-word scan while
+    the regex is not compiled (0.45 s to compile, for a watcher's one file), and the same
+    answers; once compiled, the regex is used."""
+    from pipeline.places import match
+
+    rows = [
+        line.split("\t")
+        for line in (HERE / "portal_events.tsv").read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    ]
+    events = [(r[0], r[1] if len(r) > 1 else None, r[2].split(", ") if len(r) > 2 else []) for r in rows]
+    match._starts.cache_clear()
+    few = [event_places(title, summary, contexts, few=True) for title, summary, contexts in events]
+    assert match._starts.cache_info().currsize == 0
+    many = [event_places(title, summary, contexts) for title, summary, contexts in events]
+    assert match._starts.cache_info().currsize == 1
+    assert few == many and sum(map(len, few)) > 100
+    used: list[str] = []
+    monkeypatch.setattr(match, "_scan_words", lambda text: used.append(text) or ())
+    event_places("Iraq", None, [], few=True)  # compiled now: the regex
+    assert used == []
+
+
 def test_the_shipped_gazetteer_is_what_the_packages_and_words_give():
     """gazetteer.json is derived data: it must equal a derivation from the installed packages
     and words.json (after editing words.json: `python -m pipeline.places`)."""
