@@ -155,20 +155,7 @@ class EarlyChecks:
 
     def begin(self, rewritten: dict[str, list[str]], touched: Touched) -> None:
         """`normalize`'s `on_parts`: start the first suites over what it has written."""
-        self.waiting = validation_process.begin(
-            self.config.expectations_dir,
-            self.config.layout.validation,
-            publication=self.publication,
-            run_id=self.run_id,
-            files_seen=self.files_seen,
-            today=self.config.today,
-            threads=self.config.workers,
-            build_docs=False,
-            rewritten=rewritten,
-            touched=touched,
-            only=self.first,
-            tables=PARTS_TABLES,
-        )
+        self.waiting = self._begin(0, self.first, rewritten, touched, tables=PARTS_TABLES)
 
     def report(self) -> ValidationReport | None:
         """The first suites' report (None: they were not begun)."""
@@ -179,10 +166,24 @@ class EarlyChecks:
         checking its own (`split_validation`: a watcher's), then one report of both. At a
         million events the first suites were not done when the storylines were, and the
         others waited for them: 0.16 s of a one-file batch."""
-        later = validation_process.begin(
+        later = self._begin(1, self.later, rewritten, touched)
+        first = self.report()
+        second = later()
+        return second if first is None else combined(first, second, self.run_id)
+
+    def _begin(
+        self,
+        slot: int,
+        suites: list[str],
+        rewritten: dict[str, list[str]] | None,
+        touched: Touched | None,
+        **more: Any,
+    ) -> Callable[[], ValidationReport]:
+        """Start `suites` (without Data Docs) in the validation process of `slot`."""
+        return validation_process.begin(
             self.config.expectations_dir,
             self.config.layout.validation,
-            slot=1,
+            slot=slot,
             publication=self.publication,
             run_id=self.run_id,
             files_seen=self.files_seen,
@@ -191,11 +192,9 @@ class EarlyChecks:
             build_docs=False,
             rewritten=rewritten,
             touched=touched,
-            only=self.later,
+            only=suites,
+            **more,
         )
-        first = self.report()
-        second = later()
-        return second if first is None else combined(first, second, self.run_id)
 
 
 # --- Report: the HTML run report -----------------------------------------------------------------

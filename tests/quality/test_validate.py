@@ -680,6 +680,7 @@ def test_run_totals_count_again_only_the_parts_that_are_not_the_previous_publica
     again; the totals kept equal those of the whole tables."""
     import os
 
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from pipeline.quality.validate import FRAMES
@@ -696,7 +697,7 @@ def test_run_totals_count_again_only_the_parts_that_are_not_the_previous_publica
     linked, rewritten = years[0], years[-1]
     # the previous publication's totals say 5 events more in each of the two parts
     totals.loc[totals["part"].isin([linked, rewritten]), "events"] += 5
-    pq.write_table(__import__("pyarrow").Table.from_pandas(totals, preserve_index=False), kept)
+    pq.write_table(pa.Table.from_pandas(totals, preserve_index=False), kept)
 
     def check(rewrite: list[str], name: str):
         publication = tmp_path / name
