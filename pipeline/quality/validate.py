@@ -859,11 +859,12 @@ def _whole_kept_frame(
     rows of the scope's recomputed values computed again (`_scoped_frame`): `daily` counted
     every event of a million for each one-file batch. Rows come in the scope column's order,
     so that the offending rows a failure quotes are the same however the frame was made."""
-    column, _ = spec.scope or ("", ())
+    assert spec.scope is not None
+    column = spec.scope[0]
     before = base / FRAMES / f"{spec.name}.parquet" if base is not None else None
     fresh = f"SELECT * FROM ({spec.frame_sql}) ORDER BY {column}"
     if before is not None and before.exists():
-        scoped = _scoped_frame(con, spec, spec.scope or (column, ()))
+        scoped = _scoped_frame(con, spec, spec.scope)
         try:
             con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE frame_now AS
@@ -877,10 +878,15 @@ def _whole_kept_frame(
             con.execute(f"CREATE OR REPLACE TEMP TABLE frame_now AS {fresh}")
     else:
         con.execute(f"CREATE OR REPLACE TEMP TABLE frame_now AS {fresh}")
+    _keep_frame(con, spec, publication)
+    return "SELECT * FROM frame_now"
+
+
+def _keep_frame(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, publication: Path) -> None:
+    """`frame_now`, kept with the publication for the next run's check."""
     kept = publication / FRAMES / f"{spec.name}.parquet"
     kept.parent.mkdir(exist_ok=True)
     write_part(con, "SELECT * FROM frame_now", kept, "FORMAT parquet")
-    return "SELECT * FROM frame_now"
 
 
 def _kept_frame(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, publication: Path, base: Path | None) -> str:
@@ -890,9 +896,7 @@ def _kept_frame(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, publication: Pa
     storyline. Base's frame is the one it kept (computing it again over the previous tables
     took 0.6 s of a one-file batch at a million events), or computed when it kept none."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE frame_now AS {spec.frame_sql}")
-    kept = publication / FRAMES / f"{spec.name}.parquet"
-    kept.parent.mkdir(exist_ok=True)
-    write_part(con, "SELECT * FROM frame_now", kept, "FORMAT parquet")
+    _keep_frame(con, spec, publication)
     if base is None:
         return "SELECT * FROM frame_now"
     before = base / FRAMES / f"{spec.name}.parquet"
