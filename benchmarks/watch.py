@@ -76,6 +76,24 @@ def related_sections(archive: Path, wanted: int = 200) -> list[str]:
     return sections or [""]
 
 
+def latest_day(archive: Path) -> str:
+    """The archive's latest day (`YYYY-MM-DD`), where a new event arrives: its year part is
+    the fullest a watcher rewrites. Up to session 25 the benchmark wrote into 2026-11-25, in
+    a year the generated archive (which ends on 2026-01-01) leaves nearly empty, so each batch
+    rewrote parts of a handful of rows where a real current year holds thousands."""
+    days = [
+        (int(y.name), int(m.name), int(d.name))
+        for y in (archive / "news").iterdir()
+        if y.name.isdigit()
+        for m in y.iterdir()
+        if m.name.isdigit()
+        for d in m.iterdir()
+        if d.name.isdigit()
+    ]
+    y, m, d = max(days)
+    return f"{y:04d}-{m:02d}-{d:02d}"
+
+
 def visible(catalog: Path, sql: str, params: list, want: int) -> bool:
     import duckdb
 
@@ -163,6 +181,11 @@ def main() -> int:
         default="change",
         help="query when the catalog changes (default), or every 20 ms (up to session 22)",
     )
+    parser.add_argument(
+        "--day",
+        help="the day the watched files are dated (default: the archive's latest; 2026-11-25 "
+        "reproduces the runs up to session 25)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only, save no result")
     args = parser.parse_args()
     source = archive_for(args.events)
@@ -190,7 +213,9 @@ def main() -> int:
             if watcher.poll() is not None:
                 raise RuntimeError(f"watch exited {watcher.returncode}: {lines}")
             time.sleep(0.1)
-        day_folder = archive / "news" / "2026" / "11" / "25"
+        day = args.day or latest_day(archive)
+        y, m, d = day.split("-")
+        day_folder = archive / "news" / y / m / str(int(d))
         day_folder.mkdir(parents=True, exist_ok=True)
         sections = related_sections(archive)
         # Found by its key (the parts are sorted by event_id: DuckDB reads one row group), then
@@ -206,9 +231,9 @@ def main() -> int:
             title = f"Watched event number {i} arrives"
             path = day_folder / f"watched-event-number-{i}-arrives.md"
             with path.open("w", encoding="utf-8") as handle:
-                handle.write(document("2026-11-25", title, sections[i % len(sections)]))
+                handle.write(document(day, title, sections[i % len(sections)]))
             seconds = wait_visible(
-                catalog, count_title, [f"2026-11-25/{path.stem}", title], 1, eager=args.probe == "eager"
+                catalog, count_title, [f"{day}/{path.stem}", title], 1, eager=args.probe == "eager"
             )
             if i < args.singles:
                 latencies.append(seconds)
@@ -230,20 +255,18 @@ def main() -> int:
             for m in [re.search(r", ([0-9.]+) s, ", line)]
             if m
         ]
-        burst_folder = archive / "news" / "2026" / "11" / "24"
-        burst_folder.mkdir(parents=True, exist_ok=True)
+        burst_folder = day_folder  # the same day: its slugs set the burst's files apart
         start = time.perf_counter()
         for i in range(args.burst):
             (burst_folder / f"burst-event-{i}.md").write_text(
-                document("2026-11-24", f"Burst event {i} lands", sections[i % len(sections)]),
+                document(day, f"Burst event {i} lands", sections[i % len(sections)]),
                 encoding="utf-8",
             )
         written = time.perf_counter() - start
         burst = written + wait_visible(
             catalog,
-            "SELECT count(*) FROM events WHERE event_id BETWEEN '2026-11-24/burst-event-' AND "
-            "'2026-11-24/burst-event-~' AND title LIKE 'Burst event %'",
-            [],
+            "SELECT count(*) FROM events WHERE event_id BETWEEN ? AND ? AND title LIKE 'Burst event %'",
+            [f"{day}/burst-event-", f"{day}/burst-event-~"],
             args.burst,
             eager=args.probe == "eager",
         )
@@ -278,6 +301,7 @@ def main() -> int:
             f"python benchmarks/watch.py --events {args.events} --singles {args.singles} "
             f"--burst {args.burst} --memory-batches {args.memory_batches}"
             + (" --probe eager" if args.probe == "eager" else "")
+            + (f" --day {args.day}" if args.day else "")
         )
         save("watch", args.events, command, values)
     return 0
