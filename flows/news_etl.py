@@ -334,7 +334,12 @@ def _run(config: RunConfig, changed: list[str] | None = None) -> dict[str, Any]:
         record.events_added = normalized.added
         record.events_changed = normalized.changed
         record.events_removed = normalized.removed
-        statuses = steps.file_counts(record, publication)
+        statuses = steps.file_counts(
+            record,
+            publication,
+            plan.base.publication if plan.base is not None else None,
+            normalized.rewritten.get("files") if normalized.rewritten is not None else None,
+        )
         steps.check_shrink(config, plan, publication)
         # An incremental build's change log is computed while validation runs: it is DuckDB
         # work, mostly outside the GIL (0.4 s of a one-file watch batch at 110k events, 1.1 s

@@ -10,7 +10,7 @@ publication's parts passed the same expectation suites.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -307,9 +307,15 @@ def check_shrink(config: RunConfig, plan: RunPlan, publication: Path) -> None:
         )
 
 
-def file_counts(record: runs.RunRecord, publication: Path) -> dict[str, dict[str, int]]:
-    """Fill the record's per-status file counts from the publication; {status: {reason: n}}."""
-    statuses = runs.file_statuses(publication)
+def file_counts(
+    record: runs.RunRecord,
+    publication: Path,
+    base: Path | None = None,
+    rewritten: Sequence[str] | None = None,
+) -> dict[str, dict[str, int]]:
+    """Fill the record's per-status file counts from the publication; {status: {reason: n}}.
+    `base` and `rewritten`: see `runs.file_statuses`."""
+    statuses = runs.file_statuses(publication, base, rewritten)
     record.parsed = sum(statuses.get("parsed", {}).values())
     record.rejected = sum(statuses.get("rejected", {}).values())
     record.skipped = sum(statuses.get("skipped", {}).values())

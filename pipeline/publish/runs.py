@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -14,7 +15,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.core.storage import not_a_link, save_parquet
-from pipeline.core.tables import table_glob
 from pipeline.transform.incremental import StateError, set_aside
 
 
@@ -111,19 +111,57 @@ def with_record(log: pa.Table, record: RunRecord) -> pa.Table:
     return pa.concat_tables([kept, pa.Table.from_pylist([asdict(record)], schema=SCHEMA)])
 
 
-def file_statuses(publication: Path) -> dict[str, dict[str, int]]:
-    """{status: {reason: files}} of a publication's files table."""
-    import duckdb
+# The statuses of the publications counted last, by folder: a watcher's next batch counts
+# only the parts it rewrote against its previous publication's (a publication's `files` parts
+# are written once, before they are counted, and never again).
+_counted: dict[str, Counter[tuple[str, str]]] = {}
 
-    with duckdb.connect() as con:
-        rows = con.execute(
-            "SELECT status, coalesce(reason, ''), count(*) FROM read_parquet(?) GROUP BY ALL",
-            [table_glob(publication, "files")],
-        ).fetchall()
+
+def file_statuses(
+    publication: Path, base: Path | None = None, rewritten: Sequence[str] | None = None
+) -> dict[str, dict[str, int]]:
+    """{status: {reason: files}} of a publication's files table. With `base` (the previous
+    publication) and `rewritten` (the `files` parts this one rewrote; the others are base's),
+    and base counted before in this process, only the rewritten parts are read: counting the
+    whole table took 30 ms of each of a watcher's batches at a million events."""
+    known = _counted.get(str(base)) if base is not None and rewritten is not None else None
+    if known is not None and rewritten is not None and base is not None:
+        counts = known.copy()
+        counts.subtract(_statuses(base, rewritten))
+        counts.update(_statuses(publication, rewritten))
+    else:
+        counts = _statuses(publication, None)
+    _counted.clear()
+    _counted[str(publication)] = counts
     out: dict[str, dict[str, int]] = {}
-    for status, reason, count in rows:
-        out.setdefault(status, {})[reason] = count
+    for (status, reason), count in sorted(counts.items()):
+        if count:
+            out.setdefault(status, {})[reason] = count
     return out
+
+
+def _statuses(publication: Path, names: Sequence[str] | None) -> Counter[tuple[str, str]]:
+    """(status, reason or '') -> files, over the `files` parts `names` that exist (None: all)."""
+    folder = publication / "files"
+    paths = (
+        sorted(folder.glob("*.parquet"))
+        if names is None
+        else [folder / f"{n}.parquet" for n in names if (folder / f"{n}.parquet").exists()]
+    )
+    counts: Counter[tuple[str, str]] = Counter()
+    for path in paths:
+        part = pq.ParquetFile(path).read(columns=["status", "reason"])
+        if part.num_rows == 0:
+            continue
+        grouped = part.group_by(["status", "reason"]).aggregate([([], "count_all")])
+        for status, reason, count in zip(
+            grouped["status"].to_pylist(),
+            grouped["reason"].to_pylist(),
+            grouped["count_all"].to_pylist(),
+            strict=True,
+        ):
+            counts[(status, reason or "")] += count
+    return counts
 
 
 def write_table(log: pa.Table, path: Path) -> None:

@@ -153,3 +153,38 @@ def test_a_pruned_publication_takes_its_report_pages_with_it(tmp_path):
     assert sorted(p.name for p in layout.validation.glob("*.json")) == [
         f"{r}.json" for r in [*ids[1:], "20260109T000000Z-1"]
     ]
+
+
+def _files_part(path: Path, rows: list[tuple[str, str | None]]) -> None:
+    import pyarrow as pa
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        pa.table(
+            {"status": [s for s, _ in rows], "reason": [r for _, r in rows]},
+            schema=pa.schema([("status", pa.string()), ("reason", pa.string())]),
+        ),
+        path,
+    )
+
+
+def test_file_statuses_count_only_the_rewritten_parts_against_the_base(tmp_path):
+    base, new = tmp_path / "base", tmp_path / "new"
+    _files_part(base / "files" / "2024.parquet", [("parsed", None)] * 3 + [("rejected", "encoding")])
+    _files_part(base / "files" / "2025.parquet", [("parsed", None)] * 2)
+    _files_part(base / "files" / "none.parquet", [("skipped", "day_index")])
+    whole_base = runs.file_statuses(base)
+    assert whole_base == {"parsed": {"": 5}, "rejected": {"encoding": 1}, "skipped": {"day_index": 1}}
+    # The new publication rewrote 2025 (one event more, one file rejected) and `none` went empty;
+    # its 2024 part differs from base's here only to show that it is not read again.
+    _files_part(new / "files" / "2024.parquet", [("parsed", None)])
+    _files_part(new / "files" / "2025.parquet", [("parsed", None)] * 3 + [("rejected", "missing_title")])
+    _files_part(new / "files" / "none.parquet", [])
+    counted = runs.file_statuses(new, base, ["2025", "none"])
+    assert counted == {"parsed": {"": 6}, "rejected": {"encoding": 1, "missing_title": 1}}
+    # Where base was not counted in this process (a run's first), the whole table is.
+    runs.file_statuses(tmp_path / "elsewhere")
+    assert runs.file_statuses(new, base, ["2025", "none"]) == {
+        "parsed": {"": 4},
+        "rejected": {"missing_title": 1},
+    }
