@@ -36,6 +36,7 @@ from watchdog import events as fs_events
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from pipeline.core.config import OutputLayout
+from pipeline.core.databases import make_spares
 from pipeline.core.faults import crash_point
 from pipeline.core.storage import save_json
 from pipeline.extract.walk import escape
@@ -247,6 +248,8 @@ class Watcher:
             "run_id": result.get("run_id"),
         }
         self.status()
+        # The next batch's databases, opened while this one's tail runs (see core/databases.py).
+        threading.Thread(target=make_spares, name="spare-databases", daemon=True).start()
         return True
 
     def loop(self) -> None:

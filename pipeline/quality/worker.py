@@ -53,6 +53,7 @@ def _serve(conn: Any, expectations_dir: Path, docs_dir: Path, parent: int) -> No
         from tqdm import std  # a semaphore left behind (and warned about) when we are stopped
 
         std.TqdmDefaultWriteLock.mp_lock = None
+    from pipeline.core.databases import make_spares
     from pipeline.quality.validate import _checkpoints, import_gx, validate_publication, write_data_docs
 
     with suppress(Exception):  # met again, and reported, by the first request
@@ -80,6 +81,8 @@ def _serve(conn: Any, expectations_dir: Path, docs_dir: Path, parent: int) -> No
                     conn.send(("docs", _picklable(exc)))
         except (BrokenPipeError, OSError):
             return
+        with suppress(Exception):  # the next request's database, while none is waiting
+            make_spares()
 
 
 def _picklable(exc: Exception) -> Exception:

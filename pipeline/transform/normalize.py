@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.core.arrow import among
+from pipeline.core.databases import open_memory
 from pipeline.core.faults import crash_point
 from pipeline.core.interrupt import track
 from pipeline.core.sqltext import model_sql, sql_list, sql_literal
@@ -130,7 +131,7 @@ def connect(work_dir: Path, threads: int, memory_limit: str) -> duckdb.DuckDBPyC
     part is rewritten in place (each is written once, to a new publication's folder)."""
     spill = work_dir / "duckdb-spill"
     spill.mkdir(parents=True, exist_ok=True)
-    con = track(duckdb.connect(config={"threads": threads, "memory_limit": memory_limit}))
+    con = track(open_memory({"threads": threads, "memory_limit": memory_limit}))
     con.execute("SET enable_progress_bar = false")
     con.execute("SET parquet_metadata_cache = true")
     con.execute(f"SET temp_directory = {sql_literal(str(spill))}")
