@@ -188,3 +188,28 @@ def test_the_report_maps_events_by_country_in_a_real_browser(sample_build, tmp_p
     assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
     colours, _ = png_colors(shot)
     assert bytes.fromhex(SHADES[-1][1:]) in colours and bytes.fromhex("eceff3") in colours
+
+
+def test_the_background_report_thread_yields_the_cpu(tmp_path):
+    import os
+    import sys
+    import threading
+
+    import pytest
+
+    from pipeline.publish import report
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("a thread's own nice value is Linux's")
+    seen: list[int] = []
+    ready = threading.Event()
+
+    def probe() -> None:
+        report._yield_cpu()
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        ready.set()
+
+    threading.Thread(target=probe).start()
+    assert ready.wait(5)
+    assert seen == [max(os.nice(0), report.REPORT_NICE)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == os.nice(0)  # this thread's is not
