@@ -120,7 +120,7 @@ def validate_tables(
 ) -> ValidationReport:
     """Run the expectation suites over the rewritten rows; critical failures block the publish."""
     prior = None
-    if early is not None and config.split_validation:
+    if early is not None and config.split_validation and not config.data_docs:
         return early.finish(rewritten, touched)
     if early is not None:  # the suites begun while the tags and storylines were computed
         prior = early.report()
@@ -141,11 +141,12 @@ def validate_tables(
 
 
 class EarlyChecks:
-    """An incremental run without Data Docs begins the suites that read only the tables an
-    incremental build completes first (`PARTS_TABLES`) as soon as they are written, in the
-    validation process, while this one computes the tags and storylines; `validate_tables`
-    runs the others and reports both. A watcher's one-file batch spent a third of its build
-    on those two, with the validation process idle."""
+    """An incremental run begins the suites that read only the tables an incremental build
+    completes first (`PARTS_TABLES`) as soon as they are written, in the validation process,
+    while this one computes the tags and storylines; `validate_tables` runs the others and
+    reports both. A watcher's one-file batch spent a third of its build on those two, with
+    the validation process idle. With Data Docs (a run's), the first suites' results wait in
+    that process for the others', and the Data Docs show both."""
 
     def __init__(self, config: RunConfig, publication: Path, run_id: str, files_seen: int) -> None:
         self.config, self.publication, self.run_id, self.files_seen = config, publication, run_id, files_seen
@@ -155,7 +156,9 @@ class EarlyChecks:
 
     def begin(self, rewritten: dict[str, list[str]], touched: Touched) -> None:
         """`normalize`'s `on_parts`: start the first suites over what it has written."""
-        self.waiting = self._begin(0, self.first, rewritten, touched, tables=PARTS_TABLES)
+        self.waiting = self._begin(
+            0, self.first, rewritten, touched, self.config.data_docs, tables=PARTS_TABLES
+        )
 
     def report(self) -> ValidationReport | None:
         """The first suites' report (None: they were not begun)."""
@@ -166,7 +169,7 @@ class EarlyChecks:
         checking its own (`split_validation`: a watcher's), then one report of both. At a
         million events the first suites were not done when the storylines were, and the
         others waited for them: 0.16 s of a one-file batch."""
-        later = self._begin(1, self.later, rewritten, touched)
+        later = self._begin(1, self.later, rewritten, touched, False)
         first = self.report()
         second = later()
         return second if first is None else combined(first, second, self.run_id)
@@ -177,9 +180,10 @@ class EarlyChecks:
         suites: list[str],
         rewritten: dict[str, list[str]] | None,
         touched: Touched | None,
+        docs: bool,
         **more: Any,
     ) -> Callable[[], ValidationReport]:
-        """Start `suites` (without Data Docs) in the validation process of `slot`."""
+        """Start `suites` in the validation process of `slot` (`docs`: for Data Docs)."""
         return validation_process.begin(
             self.config.expectations_dir,
             self.config.layout.validation,
@@ -189,7 +193,7 @@ class EarlyChecks:
             files_seen=self.files_seen,
             today=self.config.today,
             threads=self.config.workers,
-            build_docs=False,
+            build_docs=docs,
             rewritten=rewritten,
             touched=touched,
             only=suites,
@@ -323,7 +327,7 @@ def _run(config: RunConfig, changed: list[str] | None = None) -> dict[str, Any]:
         if parsed.unchanged:
             return _unchanged(config, record, registry, warnings)
         early = None
-        if plan.base is not None and plan.checked and not config.data_docs:
+        if plan.base is not None and plan.checked:
             early = EarlyChecks(config, publication, record.run_id, record.files_seen)
         with record.timed("normalize"):
             normalized = normalize_tables(

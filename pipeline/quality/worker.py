@@ -59,11 +59,20 @@ def _serve(conn: Any, expectations_dir: Path, docs_dir: Path, parent: int) -> No
     with suppress(Exception):  # met again, and reported, by the first request
         import_gx(defer=True)
         _checkpoints(expectations_dir, docs_dir)
+    held: str | None = None  # the run whose results wait for its next request's Data Docs
     while True:
         try:
             request = conn.recv()
         except (EOFError, OSError):
             return
+        if held is not None and request.get("run_id") != held:  # that run never came back
+            with suppress(Exception):
+                _checkpoints(
+                    request["expectations_dir"], Path(request["report_dir"]) / "docs"
+                ).forget_results()
+        # `hold_docs`: the run's first suites (`begin`); their results join the Data Docs
+        # built after its next request, the other suites.
+        hold = bool(request.pop("hold_docs", False))
         # The report goes back before the Data Docs are built (0.7 s for an empty archive's
         # ten results): the run publishes meanwhile and asks for them at its end.
         later = bool(request.get("build_docs", True))
@@ -71,9 +80,10 @@ def _serve(conn: Any, expectations_dir: Path, docs_dir: Path, parent: int) -> No
             reply: tuple[str, Any] = ("ok", validate_publication(**request, docs_later=later))
         except Exception as exc:
             later, reply = False, ("error", _picklable(exc))
+        held = request.get("run_id") if later and hold else None
         try:
             conn.send(reply)
-            if later:
+            if later and not hold:
                 try:
                     write_data_docs(request["expectations_dir"], Path(request["report_dir"]) / "docs")
                     conn.send(("docs", None))
@@ -239,19 +249,25 @@ def validate(expectations_dir: Path, report_dir: Path, **arguments: Any) -> Vali
 def begin(
     expectations_dir: Path, report_dir: Path, slot: int = 0, **arguments: Any
 ) -> Callable[[], ValidationReport]:
-    """Start `validate_publication` (without Data Docs) in the validation process of `slot` and
-    return at once: the function returned waits for its report. Where no process can be
-    started, the validation runs now and the function returns its report."""
-    if arguments.get("build_docs", True):
-        raise ValueError("begin validates without Data Docs (build_docs=False)")
+    """Start `validate_publication` in the validation process of `slot` and return at once:
+    the function returned waits for its report. Where no process can be started, the
+    validation runs now and the function returns its report.
+
+    With `build_docs`, the results wait for the Data Docs of the run's next validation in the
+    same slot (`validate`, the other suites), which shows both; so only slot 0 takes them."""
+    docs = bool(arguments.get("build_docs", True))
+    if docs and slot != 0:
+        raise ValueError("only slot 0 validates for Data Docs")
     key = (Path(expectations_dir).resolve(), slot)
     process = start(key[0], Path(report_dir) / "docs", slot)
     if process is None:
         from pipeline.quality.validate import validate_publication
 
-        report = validate_publication(expectations_dir=key[0], report_dir=report_dir, **arguments)
+        report = validate_publication(
+            expectations_dir=key[0], report_dir=report_dir, docs_later=docs, **arguments
+        )
         return lambda: report
-    number = process.send(expectations_dir=key[0], report_dir=report_dir, **arguments)
+    number = process.send(expectations_dir=key[0], report_dir=report_dir, hold_docs=docs, **arguments)
 
     def wait() -> ValidationReport:
         if process.sent != number or not process.unanswered:

@@ -15,7 +15,9 @@ def test_a_spare_is_handed_out_once_with_its_settings_and_nothing_of_earlier_use
     taken = databases.open_memory(settings)
     assert taken is spare
     assert taken.execute("SELECT current_setting('threads')").fetchone()[0] == 1
-    assert taken.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'leftover'").fetchone()[0] == 0
+    assert (
+        taken.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'leftover'").fetchone()[0] == 0
+    )
     again = databases.open_memory(settings)  # no spare left: a new one
     assert again is not taken
     for con in (taken, again):

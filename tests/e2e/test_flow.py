@@ -331,14 +331,15 @@ def test_cli_lists_failed_expectations_one_per_line(tmp_path):
     assert not (tmp_path / "o" / "news.duckdb").exists()
 
 
-@pytest.mark.parametrize("split", [False, True], ids=["one-process", "split"])
-def test_a_watched_batch_checks_early_and_late_suites_and_either_blocks_the_publish(
-    prefect_server, tmp_path, monkeypatch, split
+@pytest.mark.parametrize("mode", ["one-process", "split", "docs"])
+def test_an_incremental_batch_checks_early_and_late_suites_and_either_blocks_the_publish(
+    prefect_server, tmp_path, monkeypatch, mode
 ):
-    """A batch without Data Docs (a watcher's) begins the suites over the year-part tables
-    while the tags and storylines are computed, then checks the rest (`split_validation`: in
-    a second validation process, while the first may still check its own): its report
-    holds every suite, and a critical failure in either half publishes nothing."""
+    """An incremental batch begins the suites over the year-part tables while the tags and
+    storylines are computed, then checks the rest: its report holds every suite, and a
+    critical failure in either half publishes nothing. `split` (a watcher's batches, without
+    Data Docs): the rest in a second validation process, while the first may still check its
+    own. `docs` (a run's): the first suites' results join the Data Docs of the rest."""
     import json
 
     from flows.news_etl import ValidationFailed, news_etl
@@ -386,8 +387,8 @@ def test_a_watched_batch_checks_early_and_late_suites_and_either_blocks_the_publ
             output=str(out),
             expectations=str(suites),
             changed_paths=[rel],
-            data_docs=False,
-            split_validation=split,
+            data_docs=mode == "docs",
+            split_validation=mode == "split",
         )
 
     related = "1. [A](/news/2014/06/21/x.md) _Context: Islamic State_"
@@ -399,12 +400,18 @@ def test_a_watched_batch_checks_early_and_late_suites_and_either_blocks_the_publ
     assert good["published"] and {o["suite"] for o in report["outcomes"]} == {
         s.name for s in load_specs(suites)
     }
-    per_batch = 2 if split else 1
+    per_batch = 2 if mode == "split" else 1
     assert (
         len(begun) == per_batch and begun[0][0] == 0 and "events" in begun[0][1] and "tags" not in begun[0][1]
     )
-    if split:  # the others, in the second process
+    if mode == "split":  # the others, in the second process
         assert begun[1][0] == 1 and "tags" in begun[1][1] and "events" not in begun[1][1]
+    if mode == "docs":
+        worker.finish_docs(suites)
+        pages = Path(good["data_docs"]).parent / "validations"
+        shown = {p.relative_to(pages).parts[0] for p in pages.rglob("*.html") if good["run_id"] in str(p)}
+        assert {"events", "files", "tags", "event_tags"} <= shown  # from either half (the suites
+        # with no recomputed row to check, `countries` here, have no result to show)
     published = (out / "current").resolve()
     sources = tuple(f"1. [S{i}](https://example.org/{i})" for i in range(6))
     long_context = "1. [A](/news/2014/06/21/x.md) _Context: " + "A very long context name " * 8 + "_"

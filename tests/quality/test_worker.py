@@ -202,3 +202,33 @@ def test_a_begun_validation_nobody_waited_for_does_not_answer_the_next(clean, tm
     assert {o.suite for o in report.outcomes} == {"events"}
     with pytest.raises(RuntimeError, match="dropped"):
         abandoned()
+
+
+def test_suites_begun_for_data_docs_show_in_the_data_docs_of_the_rest(clean, tmp_path):
+    """A run's first suites, begun while it computes the tags and storylines, keep their
+    results in the process for the Data Docs built after the other suites: those show every
+    suite. A run that never asked for the rest leaves nothing in the next run's."""
+    from pipeline.quality.validate import suites_within
+    from pipeline.transform.normalize import PARTS_TABLES
+
+    first = suites_within(PARTS_TABLES)
+    rest = [s.name for s in load_specs() if s.name not in first]
+    arguments = {"publication": clean, "files_seen": 40, "today": TODAY}
+    worker.begin(
+        DEFAULT_EXPECTATIONS, tmp_path / "v", run_id="run-gone", only=first, tables=PARTS_TABLES, **arguments
+    )
+    waiting = worker.begin(
+        DEFAULT_EXPECTATIONS, tmp_path / "v", run_id="run-1", only=first, tables=PARTS_TABLES, **arguments
+    )
+    report = worker.validate(
+        DEFAULT_EXPECTATIONS, tmp_path / "v", run_id="run-1", only=rest, prior=waiting(), **arguments
+    )
+    worker.finish_docs(DEFAULT_EXPECTATIONS)
+    assert report.passed and report.docs_index is not None
+    assert {o.suite for o in report.outcomes} == {s.name for s in load_specs()}
+    pages = list((tmp_path / "v" / "docs" / "validations").rglob("*.html"))
+    shown = " ".join(str(p.relative_to(tmp_path / "v" / "docs" / "validations")) for p in pages)
+    assert all(name in shown for name in first + rest)
+    assert "run-1" in shown and "run-gone" not in shown
+    with pytest.raises(ValueError, match="slot 0"):
+        worker.begin(DEFAULT_EXPECTATIONS, tmp_path / "w", slot=1, run_id="r", only=rest, **arguments)
