@@ -6,7 +6,8 @@ five in its own process, two of them on the path to a queryable change, and one 
 validation process, also on that path. A long-lived process calls `make_spares` when it is
 idle (a watcher after each batch, a validation process after each answer); `open_memory`
 then takes the spare instead of opening one. A spare is a fresh database nobody used: nothing
-of one batch reaches the next. A one-shot `run` makes no spares and opens as before.
+of one batch reaches the next. A `run`'s own process makes none and opens as before (its
+validation process makes one after each answer, as a watcher's does).
 """
 
 from __future__ import annotations

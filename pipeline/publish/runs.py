@@ -124,9 +124,8 @@ def file_statuses(
     publication) and `rewritten` (the `files` parts this one rewrote; the others are base's),
     and base counted before in this process, only the rewritten parts are read: counting the
     whole table took 30 ms of each of a watcher's batches at a million events."""
-    known = _counted.get(str(base)) if base is not None and rewritten is not None else None
-    if known is not None and rewritten is not None and base is not None:
-        counts = known.copy()
+    if base is not None and rewritten is not None and str(base) in _counted:
+        counts = _counted[str(base)].copy()
         counts.subtract(_statuses(base, rewritten))
         counts.update(_statuses(publication, rewritten))
     else:

@@ -59,17 +59,16 @@ def _serve(conn: Any, expectations_dir: Path, docs_dir: Path, parent: int) -> No
     with suppress(Exception):  # met again, and reported, by the first request
         import_gx(defer=True)
         _checkpoints(expectations_dir, docs_dir)
-    held: str | None = None  # the run whose results wait for its next request's Data Docs
+    # The run whose results wait for its next request's Data Docs, and where they are kept.
+    held: tuple[Any, Path, Path] | None = None
     while True:
         try:
             request = conn.recv()
         except (EOFError, OSError):
             return
-        if held is not None and request.get("run_id") != held:  # that run never came back
+        if held is not None and request.get("run_id") != held[0]:  # that run never came back
             with suppress(Exception):
-                _checkpoints(
-                    request["expectations_dir"], Path(request["report_dir"]) / "docs"
-                ).forget_results()
+                _checkpoints(held[1], held[2]).forget_results()
         # `hold_docs`: the run's first suites (`begin`); their results join the Data Docs
         # built after its next request, the other suites.
         hold = bool(request.pop("hold_docs", False))
@@ -80,12 +79,13 @@ def _serve(conn: Any, expectations_dir: Path, docs_dir: Path, parent: int) -> No
             reply: tuple[str, Any] = ("ok", validate_publication(**request, docs_later=later))
         except Exception as exc:
             later, reply = False, ("error", _picklable(exc))
-        held = request.get("run_id") if later and hold else None
+        docs = Path(request["report_dir"]) / "docs"
+        held = (request.get("run_id"), request["expectations_dir"], docs) if later and hold else None
         try:
             conn.send(reply)
             if later and not hold:
                 try:
-                    write_data_docs(request["expectations_dir"], Path(request["report_dir"]) / "docs")
+                    write_data_docs(request["expectations_dir"], docs)
                     conn.send(("docs", None))
                 except Exception as exc:
                     conn.send(("docs", _picklable(exc)))
