@@ -4,7 +4,7 @@ Takes a built output folder (e.g. a 1M-event full build), rewrites its current
 publication under several Parquet layouts, and for each one reports the size on
 disk and the median time of every query in benchmarks/queries/ (in a fresh
 read-only process, like an analyst's session). The pipeline's layout is
-`year-parts/zstd/122880` (pipeline/transform/normalize.py); the others are the
+`year-parts/zstd/8192` (pipeline/transform/normalize.py); the others are the
 alternatives it was chosen against. Results are saved to benchmarks/results/ (BENCHMARKS.md is
 generated from them).
 """
@@ -43,6 +43,7 @@ VARIANTS: dict[str, tuple[bool, str, int, bool]] = {
     "year-parts/snappy/122880": (False, "snappy", 122_880, True),
     "year-parts/uncompressed/122880": (False, "uncompressed", 122_880, True),
     "year-parts/zstd/16384": (False, "zstd", 16_384, True),
+    "year-parts/zstd/8192": (False, "zstd", 8_192, True),
     "year-parts/zstd/1048576": (False, "zstd", 1_048_576, True),
     "year-parts/zstd/no-dictionary": (False, "zstd", 122_880, False),
     "one-file/zstd/122880": (True, "zstd", 122_880, True),

@@ -184,19 +184,32 @@ def write_parts(
 # and `quarantine` those of the touched files; every other row of the part is the previous
 # publication's. Validation checks only these rows and the change log compares only these
 # (as SQL over `touched_events` and `touched_files`); other tables' parts are taken whole.
+_OWN_EVENT = "event_id IN (SELECT event_id FROM touched_events)"  # the rows of the touched events
 TOUCHED_ROWS = {
-    "events": "event_id IN (SELECT event_id FROM touched_events)",
-    "sources": "event_id IN (SELECT event_id FROM touched_events)",
-    "relations": "event_id IN (SELECT event_id FROM touched_events) "
-    "OR related_event_id IN (SELECT event_id FROM touched_events)",
-    "relation_tags": "event_id IN (SELECT event_id FROM touched_events)",
-    "event_tags": "event_id IN (SELECT event_id FROM touched_events)",
-    "event_places": "event_id IN (SELECT event_id FROM touched_events)",
-    "tag_spellings": "event_id IN (SELECT event_id FROM touched_events)",
-    "quarantine": "event_id IN (SELECT event_id FROM touched_events) "
-    "OR file_path IN (SELECT file_path FROM touched_files)",
+    "events": _OWN_EVENT,
+    "sources": _OWN_EVENT,
+    "relations": f"{_OWN_EVENT} OR related_event_id IN (SELECT event_id FROM touched_events)",
+    "relation_tags": _OWN_EVENT,
+    "event_tags": _OWN_EVENT,
+    "event_places": _OWN_EVENT,
+    "tag_spellings": _OWN_EVENT,
+    "quarantine": f"{_OWN_EVENT} OR file_path IN (SELECT file_path FROM touched_files)",
     "files": "file_path IN (SELECT file_path FROM touched_files)",
 }
+
+
+def touched_rows(table: str, event_ids: Sequence[str] = ()) -> str:
+    """TOUCHED_ROWS[table], led, where a row's own event decides, by the range of the touched
+    `event_ids` as constants: DuckDB skips the row groups outside it by their statistics
+    (a part's rows are sorted by event id). A semi join alone narrowed the scan for one
+    event, not for a run's hundreds: comparing the old and new rows of 200 events in a year
+    part of `events` took 0.054 s, 0.017 s with the range."""
+    rows = TOUCHED_ROWS[table]
+    if event_ids and rows == _OWN_EVENT:
+        low, high = sql_literal(min(event_ids)), sql_literal(max(event_ids))
+        return f"event_id BETWEEN {low} AND {high} AND {rows}"
+    return rows
+
 
 # Likewise for the whole-table models an incremental build recomputes by key (Touched.keys):
 # (key column, the rows of the keys it names). Any other row is the previous publication's.

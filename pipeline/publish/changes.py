@@ -44,6 +44,7 @@ from pipeline.core.tables import (
     link_untouched,
     part_path,
     parts,
+    touched_rows,
 )
 
 if TYPE_CHECKING:
@@ -222,7 +223,7 @@ def _recomputed_rows(table: str, rows: Touched | None) -> str | None:
     if rows is None:
         return None
     if table in TOUCHED_ROWS:
-        return TOUCHED_ROWS[table]
+        return touched_rows(table, rows.event_ids)
     keyed = KEYED_ROWS.get(table)
     return keyed[1] if keyed is not None and keyed[0] in rows.keys else None
 

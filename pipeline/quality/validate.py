@@ -21,7 +21,7 @@ import queue
 import re
 import sys
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +31,15 @@ import duckdb
 
 from pipeline.core.config import DEFAULT_EXPECTATIONS
 from pipeline.core.sqltext import sql_list, sql_literal
-from pipeline.core.tables import TOUCHED_ROWS, part_path, parts, row_count_of, table_glob, write_part
+from pipeline.core.tables import (
+    TOUCHED_ROWS,
+    part_path,
+    parts,
+    row_count_of,
+    table_glob,
+    touched_rows,
+    write_part,
+)
 from pipeline.transform.normalize import Touched, connect
 from pipeline.transform.scoped import scoped_query
 
@@ -490,7 +498,10 @@ def validate_publication(
         touched_only = rewritten is not None and touched is not None
         base = touched.base if touched_only and touched is not None else None
         keyed = frozenset(touched.keys) if touched_only and touched is not None else frozenset()
-        frames = _frames(con, specs, publication, tables, scopes, base, chunk_rows, chunk_bytes, keyed)
+        event_ids = touched.event_ids if touched_only and touched is not None else []
+        frames = _frames(
+            con, specs, publication, tables, scopes, base, chunk_rows, chunk_bytes, keyed, event_ids
+        )
         # An incremental run's frames are small: DuckDB computes the next while Great
         # Expectations (pure Python) checks this one. A full build's are read one at a time,
         # so that no second chunk is held beside the one being checked (memory).
@@ -572,12 +583,14 @@ def _frames(
     chunk_rows: int,
     chunk_bytes: int,
     keyed: frozenset[str] = frozenset(),
+    event_ids: Sequence[str] = (),
 ) -> Iterator[tuple[SuiteSpec, Any]]:
     """Each suite's frame as pandas chunks, in order: (suite, chunk), or (suite, None) for a
     suite with no row to check among an incremental run's recomputed rows (with `base`, the
     previous publication, only those are checked). An empty table yields one empty frame
     (it is still checked: row-count expectations). `keyed`: the scope columns whose
-    recomputed values are the tables `touched_key_<column>`."""
+    recomputed values are the tables `touched_key_<column>`; `event_ids`: the recomputed events
+    (those of `touched_events`)."""
     touched_only = base is not None
     counted: dict[str, int] = {}  # rows of the incremental checked_<table> (one scope: rewritten)
     # The `checked_` views are made again only when the scope or their kind changes: a view
@@ -590,7 +603,7 @@ def _frames(
         for number, scope in enumerate(scopes) if "checked_" in spec.frame_sql else [(-1, None)]:
             if scope is not None:
                 if views != (number, incremental):
-                    _scope_views(con, publication, tables, scope, incremental)
+                    _scope_views(con, publication, tables, scope, incremental, event_ids)
                     views = (number, incremental)
                 if incremental and _nothing_checked(con, spec, counted):
                     continue
@@ -922,16 +935,19 @@ def _scope_views(
     tables: list[str],
     scope: dict[str, list[str]],
     touched_only: bool = False,
+    event_ids: Sequence[str] = (),
 ) -> None:
     """`checked_<table>`: the table's parts named in `scope` (the whole table if not named);
-    with `touched_only`, only their recomputed rows (TOUCHED_ROWS)."""
+    with `touched_only`, only their recomputed rows (`touched_rows`: those of `event_ids`)."""
     for table in tables:
         names = scope.get(table)
         if names is None:
             con.execute(f"CREATE OR REPLACE VIEW checked_{table} AS SELECT * FROM {table}")
         elif names:
             files = "[" + ", ".join(sql_literal(str(part_path(publication, table, n))) for n in names) + "]"
-            rows = f" WHERE {TOUCHED_ROWS[table]}" if touched_only and table in TOUCHED_ROWS else ""
+            rows = (
+                f" WHERE {touched_rows(table, event_ids)}" if touched_only and table in TOUCHED_ROWS else ""
+            )
             con.execute(
                 f"CREATE OR REPLACE VIEW checked_{table} AS SELECT * FROM read_parquet({files}){rows}"
             )

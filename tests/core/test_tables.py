@@ -1,0 +1,61 @@
+"""The rows an incremental build recomputed, as the change log and validation select them."""
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.core.tables import TOUCHED_ROWS, touched_rows
+from pipeline.transform.normalize import PARQUET_OPTIONS
+
+
+@pytest.fixture
+def part(tmp_path):
+    """A year part as a build writes it: rows sorted by event id, PARQUET_OPTIONS."""
+    ids = [f"2025-{m:02d}-{d:02d}/event-{i}" for m in range(1, 13) for d in range(1, 29) for i in range(60)]
+    path = tmp_path / "2025.parquet"
+    con = duckdb.connect()
+    con.register("rows", pa.table({"event_id": ids, "position": list(range(len(ids)))}))
+    con.execute(f"COPY (SELECT * FROM rows ORDER BY event_id) TO '{path}' ({PARQUET_OPTIONS})")
+    return path, sorted(ids)
+
+
+def _select(path, where, touched):
+    con = duckdb.connect()
+    con.register("touched_events", pa.table({"event_id": pa.array(touched, pa.string())}))
+    con.register("touched_files", pa.table({"file_path": pa.array([], pa.string())}))
+    return con.execute(f"SELECT event_id FROM read_parquet('{path}') WHERE {where} ORDER BY 1").fetchall()
+
+
+@pytest.mark.parametrize(
+    "touched",
+    [
+        ["2025-06-03/event-7"],
+        ["2025-06-03/event-7", "2025-06-21/event-59", "2025-07-01/event-0", "2025-06-04/none"],
+        ["2024-12-31/x", "2026-01-01/y"],  # a range around the whole part, none of it touched
+        [],
+    ],
+)
+def test_the_range_selects_the_same_rows(part, touched):
+    path, _ = part
+    assert _select(path, touched_rows("events", touched), touched) == _select(
+        path, TOUCHED_ROWS["events"], touched
+    )
+
+
+def test_the_range_leads_only_where_the_rows_own_event_decides():
+    touched = ["2025-06-03/event-7"]
+    assert "BETWEEN '2025-06-03/event-7' AND '2025-06-03/event-7'" in touched_rows("sources", touched)
+    # a relation pointing at a touched event, or a quarantined line of a touched file, is
+    # recomputed whatever its own event: no range
+    assert touched_rows("relations", touched) == TOUCHED_ROWS["relations"]
+    assert touched_rows("quarantine", touched) == TOUCHED_ROWS["quarantine"]
+    assert touched_rows("files", touched) == TOUCHED_ROWS["files"]
+
+
+def test_a_part_has_row_groups_small_enough_to_skip(part):
+    path, ids = part
+    metadata = pq.ParquetFile(path).metadata
+    assert metadata.num_row_groups == -(-len(ids) // 8192)
+    first = metadata.row_group(1).column(0).statistics
+    assert (first.min, first.max) == (ids[8192], ids[2 * 8192 - 1])  # sorted: ranges that do not overlap
