@@ -338,6 +338,7 @@ def _run(args: argparse.Namespace) -> int:
         stack.callback(reports_written, 5.0)  # written before the output's lock is let go
         try:
             result = _run_flow(args, parameters)
+            _report_written(result)
         except Interrupted as exc:
             return _interrupted(exc.exit_code)
         except BaseException as exc:
@@ -393,6 +394,24 @@ def _start_validation(parameters: dict[str, Any], layout: Any, slots: int = 1) -
         )
 
 
+def _report_written(result: dict[str, Any]) -> None:
+    """Wait for the run report, written in the background while the flow run ended and the
+    temporary Prefect server stopped (0.12 s and 0.17 s of a run adding 100 files at 1M, one
+    after the other before); a report that could not be written is a warning."""
+    from pipeline.publish.report import reports_written
+
+    failures = reports_written(REPORT_TIMEOUT)
+    page = result.get("report")
+    if not failures and page and not os.path.exists(page):
+        failures = [f"run report not written within {REPORT_TIMEOUT:g} s"]
+    if failures:
+        result["warnings"] = [*result.get("warnings", []), *failures]
+        result["report"] = None
+
+
+REPORT_TIMEOUT = 30.0  # seconds a run waits for its report before it lets go of the output
+
+
 def _run_flow(args: argparse.Namespace, parameters: dict[str, Any]) -> dict[str, Any]:
     quiet_prefect(verbose=args.verbose)
     from flows.news_etl import news_etl
@@ -407,6 +426,7 @@ def _run_flow(args: argparse.Namespace, parameters: dict[str, Any]) -> dict[str,
             **parameters,
             wait_for_lock=args.wait,
             show_progress=not args.no_progress and sys.stderr.isatty() and not args.json,
+            report_later=True,  # waited for by `_report_written`
         )
 
 

@@ -2,6 +2,7 @@
 publication intact, and the next run succeeds."""
 
 import errno
+import json
 import os
 import shutil
 from pathlib import Path
@@ -122,6 +123,39 @@ def test_a_run_report_that_cannot_be_written_after_the_publish_is_a_warning(
     assert current_run_id(OutputLayout(out.resolve())) is not None
     assert "run report (HTML)" in printed and "not written (see the warning)" in printed
     assert "warning: run report not written: [Errno 28] No space left on device" in printed
+
+
+def test_a_run_waits_for_its_report_and_says_so_when_it_is_late(
+    prefect_server, tmp_path, monkeypatch, capsys
+):
+    """`run` writes its report in the background while the flow run ends; it waits for it
+    before it exits (the page is there), and a page not written in time is a warning."""
+    import threading
+    import time
+
+    from pipeline.publish import report
+
+    out = tmp_path / "out"
+    code = cli.main(["run", "--input", str(SAMPLE), "--output", str(out), "--no-progress", "--json"])
+    first = json.loads(capsys.readouterr().out)
+    assert code == 0 and Path(first["report"]).is_file() and not first["warnings"]
+
+    release = threading.Event()
+    real_write = report.write_report
+
+    def slow(*args, **kwargs):
+        release.wait(30)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(report, "write_report", slow)
+    monkeypatch.setattr(cli, "REPORT_TIMEOUT", 0.2)
+    started = time.monotonic()
+    code = cli.main(["run", "--input", str(SAMPLE), "--output", str(out), "--no-progress", "--full-refresh"])
+    release.set()
+    printed = capsys.readouterr().out
+    assert code == 0 and time.monotonic() - started < 25
+    assert "not written (see the warning)" in printed
+    assert "warning: run report not written within 0.2 s" in printed
 
 
 def test_data_docs_that_cannot_be_written_are_a_warning_after_the_publish(prefect_server, tmp_path, capsys):
