@@ -35,6 +35,8 @@ TABLES = (
     "tags",
     "quarantine",
     "runs",
+    "storylines",
+    "event_storylines",
 )
 
 # name: (one file per table instead of year parts, compression, row-group rows, dictionary encoding)
@@ -91,17 +93,25 @@ def catalog(publication: Path, path: Path) -> None:
     con.close()
 
 
+def _chosen(variants: list[str]) -> str:
+    return "" if variants == list(VARIANTS) else " --variants " + " ".join(variants)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path, help="a built output folder (its current publication is used)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".cache" / "layout")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="the layouts to compare"
+    )
     args = parser.parse_args()
     source = (args.output / "current").resolve()
     events = duckdb.execute(f"SELECT count(*) FROM read_parquet('{source}/events/*.parquet')").fetchone()[0]
     results = {}
-    for name, (one_file, codec, row_group, dictionary) in VARIANTS.items():
+    for name in args.variants:
+        one_file, codec, row_group, dictionary = VARIANTS[name]
         work = args.work / name.replace("/", "_")
         shutil.rmtree(work, ignore_errors=True)
         size = rewrite(source, work / "pub", one_file, codec, row_group, dictionary)
@@ -122,7 +132,8 @@ def main() -> int:
     lines = [
         f"### Parquet layout, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {events:,} events",
         "",
-        f"Command: `python benchmarks/layout.py OUTPUT --repeats {args.repeats}` (query seconds: medians of "
+        f"Command: `python benchmarks/layout.py OUTPUT --repeats {args.repeats}{_chosen(args.variants)}` "
+        "(query seconds: medians of "
         f"{args.repeats} fresh read-only processes, each the median of 3 runs)",
         "",
         "| layout | MB on disk | " + " | ".join(names) + " | sum |",
@@ -142,7 +153,8 @@ def main() -> int:
 
         values = {f"{name}: MB": size / 2**20 for name, (size, _) in results.items()}
         values |= {f"{name}: {q} s": t for name, (_, times) in results.items() for q, t in times.items()}
-        save("layout", events, f"python benchmarks/layout.py OUTPUT --repeats {args.repeats}", values)
+        command = f"python benchmarks/layout.py OUTPUT --repeats {args.repeats}{_chosen(args.variants)}"
+        save("layout", events, command, values)
     return 0
 
 
