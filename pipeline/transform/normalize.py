@@ -73,8 +73,9 @@ PRESORTED = frozenset(t.name for t in TABLES if t.presorted)
 # whose event-id range misses them. A year part at a million events (45,000 events) was one
 # row group of 122,880 rows, read whole for one event: the change log's comparison of one
 # event's rows took 0.037 s for `events` and 0.023 s for `sources`, 0.0075 s and 0.0076 s
-# with 8,192. The analysts' queries do not mind (benchmarks/layout.py: 16,384-row groups
-# were 4% faster over them, 2% larger).
+# with 8,192; writing a part got faster too (two threads share its row groups). The analysts'
+# queries do not mind: 0.885 s over benchmarks/queries/ against 0.904 s, 3.5% more on disk
+# (benchmarks/layout.py, docs/benchmarks-history.md, session 27).
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 8192"
 
 # A column a model carries for a later model but does not publish, and that later model: the
