@@ -394,6 +394,9 @@ def _start_validation(parameters: dict[str, Any], layout: Any, slots: int = 1) -
         )
 
 
+REPORT_TIMEOUT = 30.0  # seconds a run waits for its report before it lets go of the output
+
+
 def _report_written(result: dict[str, Any]) -> None:
     """Wait for the run report, written in a background thread while the flow run ended and
     the temporary Prefect server stopped (at 1M events, a run adding 100 files spent 0.12 s
@@ -407,9 +410,6 @@ def _report_written(result: dict[str, Any]) -> None:
     if failures:
         result["warnings"] = [*result.get("warnings", []), *failures]
         result["report"] = None
-
-
-REPORT_TIMEOUT = 30.0  # seconds a run waits for its report before it lets go of the output
 
 
 def _run_flow(args: argparse.Namespace, parameters: dict[str, Any]) -> dict[str, Any]:
