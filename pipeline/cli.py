@@ -540,6 +540,7 @@ def _watch(args: argparse.Namespace) -> int:
                                 "data_docs": changed is None,
                                 "report_later": True,
                                 "split_validation": True,
+                                "task_runs": False,  # flows/news_etl.py: _Stages
                             }
                         )
                     ),
