@@ -108,8 +108,30 @@ def runs_file(publication: Path) -> Path:
 
 
 def row_count(publication: Path, table: str) -> int:
-    """Rows of a table, from the Parquet footers only."""
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in (publication / table).glob("*.parquet"))
+    """Rows of a table, from the Parquet footers, each read once: a part is written once, under
+    a new name, and an incremental publication hard-links the parts it did not rewrite, so a
+    part's rows are known by its file's identity. A watcher's one-file batch at a million
+    events counted every table of two publications, 300 footers (20-25 ms); now it reads the
+    footers of the parts it wrote. Only the identities of the table's last count are kept."""
+    counted: dict[tuple[int, int, int, int], int] = {}
+    known = _rows_by_identity.get(table, {})
+    total = 0
+    for path in (publication / table).glob("*.parquet"):
+        st = path.stat()
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        rows = known.get(identity)
+        if rows is None:
+            rows = pq.ParquetFile(path).metadata.num_rows
+        counted[identity] = rows
+        total += rows
+    _rows_by_identity[table] = known | counted if len(known) < _KEPT_IDENTITIES else counted
+    return total
+
+
+# Per table, the row counts of the parts counted last, by file identity (see `row_count`); a
+# table's entries are replaced by one count's once they reach this many.
+_KEPT_IDENTITIES = 2_000
+_rows_by_identity: dict[str, dict[tuple[int, int, int, int], int]] = {}
 
 
 def row_count_of(path: Path) -> int:

@@ -59,3 +59,37 @@ def test_a_part_has_row_groups_small_enough_to_skip(part):
     assert metadata.num_row_groups == -(-len(ids) // 8192)
     first = metadata.row_group(1).column(0).statistics
     assert (first.min, first.max) == (ids[8192], ids[2 * 8192 - 1])  # sorted: ranges that do not overlap
+
+
+def test_row_counts_read_a_footer_once_per_part_and_see_a_replaced_part(tmp_path, monkeypatch):
+    """A hard-linked part (an incremental publication's untouched year) is counted from what
+    was read before; a part written anew (temp, then rename) is read again."""
+    import os
+
+    from pipeline.core import tables
+
+    def write(path, rows):
+        tmp = path.with_name("." + path.name + ".tmp")
+        pq.write_table(pa.table({"event_id": [f"e{i}" for i in range(rows)]}), tmp)
+        os.replace(tmp, path)
+
+    old, new = tmp_path / "old" / "events", tmp_path / "new" / "events"
+    old.mkdir(parents=True)
+    new.mkdir(parents=True)
+    write(old / "2024.parquet", 3)
+    write(old / "2025.parquet", 5)
+    os.link(old / "2024.parquet", new / "2024.parquet")  # untouched: linked
+    write(new / "2025.parquet", 6)  # rewritten
+    reads = []
+    real = tables.pq.ParquetFile
+    monkeypatch.setattr(tables.pq, "ParquetFile", lambda p: reads.append(p.name) or real(p))
+    tables._rows_by_identity.clear()
+    assert tables.row_count(tmp_path / "old", "events") == 8
+    assert sorted(reads) == ["2024.parquet", "2025.parquet"]
+    reads.clear()
+    assert tables.row_count(tmp_path / "new", "events") == 9
+    assert reads == ["2025.parquet"]  # the linked 2024 part was known
+    write(new / "2025.parquet", 2)  # replaced again (a later batch's)
+    reads.clear()
+    assert tables.row_count(tmp_path / "new", "events") == 5 and reads == ["2025.parquet"]
+    assert tables.row_count(tmp_path / "old", "events") == 8
