@@ -1,4 +1,5 @@
-"""news-etl: discover -> parse -> normalize -> validate -> publish, each stage a Prefect task.
+"""news-etl: discover -> parse -> normalize -> validate -> publish, each stage a Prefect task
+(a watcher's batches call them as plain functions inside their flow run: `_Stages`).
 
 The flow only composes `pipeline` functions (pipeline/steps.py and the stage modules);
 tasks pass paths and counts, never DataFrames. Retries are on the I/O tasks only. Nothing
