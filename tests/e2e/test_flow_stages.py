@@ -20,13 +20,9 @@ def _tables(publication: str) -> dict[str, list[tuple]]:
     from pipeline.core.tables import PUBLISHED
 
     return {
-        t: duckdb.sql(
-            f"SELECT * EXCLUDE (run_id) FROM read_parquet('{publication}/{t}/*.parquet') ORDER BY ALL"
-            if t == "runs"
-            else f"SELECT * FROM read_parquet('{publication}/{t}/*.parquet') ORDER BY ALL"
-        ).fetchall()
+        t: duckdb.sql(f"SELECT * FROM read_parquet('{publication}/{t}/*.parquet') ORDER BY ALL").fetchall()
         for t in PUBLISHED
-        if t not in ("runs", "changes")
+        if t not in ("runs", "changes")  # these name the run: they differ by design
     }
 
 
