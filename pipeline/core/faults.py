@@ -39,6 +39,7 @@ CRASH_POINTS = (
     "normalize:countries",
     "normalize:quarantine",
     "normalize:tag_spellings",
+    "normalize:relation_targets",
     "normalize:storylines",
     "validate:done",
     "publish:runs-written",

@@ -63,6 +63,7 @@ TABLES: tuple[Table, ...] = (
     Table("runs", (), layout=ONE_FILE),  # small: replaced whole in change sets
     Table("changes", ("run_id",), layout=BY_RUN),
     Table("tag_spellings", ("event_id",), presorted=True, published=False),
+    Table("relation_targets", ("related_event_id",), order="related_event_id", published=False),
 )
 TABLE: dict[str, Table] = {t.name: t for t in TABLES}
 PUBLISHED: tuple[str, ...] = tuple(t.name for t in TABLES if t.published)
@@ -147,6 +148,38 @@ def parts_rows(publication: Path, table: str, names: Sequence[str], columns: Seq
     if files:
         return f"read_parquet({sql_list(files)})"
     return "(SELECT " + ", ".join(f"NULL::VARCHAR AS {c}" for c in columns) + " WHERE false)"
+
+
+# Up to this many ids are named as constants in `pointing_parts`: DuckDB then checks each one
+# against a row group's range and reads only the row groups that can hold it. At a million
+# events: 100 events of one month, 0.026 s (as a semi join, 0.031 s); 100 spread over the
+# years, 0.16 s (0.31 s); 500, 0.31 s (0.33 s); 2,000, 0.38 s (0.34 s): more ids, a semi join
+# on the caller's table.
+MAX_NAMED_IDS = 500
+
+
+def pointing_parts(
+    con: duckdb.DuckDBPyConnection, publication: Path, ids: Sequence[str], table: str
+) -> list[str]:
+    """The year parts of `publication` holding a Related item that points at one of `ids`
+    (also the `event_id` column of the relation `table` in `con`). Asked of `relation_targets`, each
+    part's distinct targets sorted, so only the row groups whose range can hold an id are read:
+    `relations` is sorted by its own events, every row group holds targets of every year, and
+    the same question read all of `related_event_id` (0.25 s at a million events). A
+    publication without it (an older release's) is asked through `relations`."""
+    source = next((t for t in ("relation_targets", "relations") if parts(publication, t)), None)
+    if not ids or source is None:
+        return []
+    wanted = (
+        f"IN ({', '.join(sql_literal(i) for i in ids)})"
+        if len(ids) <= MAX_NAMED_IDS
+        else f"IN (SELECT event_id FROM {table})"
+    )
+    files = con.execute(
+        f"SELECT DISTINCT filename FROM read_parquet({sql_literal(table_glob(publication, source))}, "
+        f"filename = true) WHERE related_event_id {wanted}"
+    ).fetchall()
+    return sorted(Path(row[0]).stem for row in files)
 
 
 def part_filter(part: str) -> str:

@@ -36,6 +36,7 @@ from pipeline.core.tables import (
     part_filter,
     part_path,
     parts_rows,
+    pointing_parts,
     row_count,
     table_glob,
     write_part,
@@ -254,6 +255,7 @@ def _full(
         _write_parts(con, publication, name, event_parts, None, workers)
         if name not in ("events", "relation_tags"):
             con.execute(f"DROP TABLE fresh_{name}")
+    _write_targets(con, publication, event_parts, workers)
     _fresh(con, "files")
     file_parts = sorted(
         {
@@ -367,11 +369,8 @@ def _incremental(
     # Relations elsewhere whose target appeared or disappeared change `resolved`: their parts too.
     flips = """(SELECT event_id FROM old_touched EXCEPT SELECT event_id FROM fresh_events)
                UNION (SELECT event_id FROM fresh_events EXCEPT SELECT event_id FROM old_touched)"""
-    flip_years = _column(
-        con,
-        f"""SELECT DISTINCT substr(event_id, 1, 4) FROM read_parquet({sql_literal(table_glob(old, "relations"))})
-        WHERE related_event_id IN ({flips})""",
-    )
+    con.execute(f"CREATE TABLE flipped AS {flips}")
+    flip_years = pointing_parts(con, old, _column(con, "SELECT event_id FROM flipped ORDER BY 1"), "flipped")
     event_parts = sorted(set(years) | set(flip_years))
     linked = 0
     for name in EVENT_MODELS:
@@ -381,6 +380,8 @@ def _incremental(
         linked += link_untouched(old, publication, name, event_parts)
         if name not in ("events", "relation_tags"):
             con.execute(f"DROP TABLE fresh_{name}")
+    _write_targets(con, publication, event_parts, workers)
+    linked += link_untouched(old, publication, "relation_targets", event_parts)
     _fresh(con, "files")
     file_parts = sorted(
         {
@@ -492,6 +493,25 @@ def _write_parts(
         jobs.append((sql, part_path(publication, name, part)))
     write_parts(con, jobs, PARQUET_OPTIONS, workers)
     crash_point(f"normalize:{name}")
+
+
+def _write_targets(
+    con: duckdb.DuckDBPyConnection, publication: Path, part_keys: list[str], workers: int
+) -> None:
+    """`relation_targets` (internal): each written part of `relations`, its distinct targets
+    sorted, so that which parts point at given events is read from a few row groups
+    (`pointing_parts`). From the written parts: a part's rows are complete only there."""
+    (publication / "relation_targets").mkdir(parents=True, exist_ok=True)
+    jobs = [
+        (
+            f"SELECT DISTINCT related_event_id FROM read_parquet({sql_literal(str(part_path(publication, 'relations', part)))}) ORDER BY 1",
+            part_path(publication, "relation_targets", part),
+        )
+        for part in part_keys
+        if part_path(publication, "relations", part).exists()
+    ]
+    write_parts(con, jobs, PARQUET_OPTIONS, workers)
+    crash_point("normalize:relation_targets")
 
 
 def _write_tags(

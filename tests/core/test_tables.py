@@ -5,7 +5,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.core import tables
 from pipeline.core.tables import TOUCHED_ROWS, touched_rows
+from pipeline.transform import normalize
 from pipeline.transform.normalize import PARQUET_OPTIONS
 
 
@@ -93,3 +95,50 @@ def test_row_counts_read_a_footer_once_per_part_and_see_a_replaced_part(tmp_path
     reads.clear()
     assert tables.row_count(tmp_path / "new", "events") == 5 and reads == ["2025.parquet"]
     assert tables.row_count(tmp_path / "old", "events") == 8
+
+
+def _targets_publication(tmp_path, with_targets=True):
+    """A publication whose relations point at events of other years (targets of every year in
+    each row group, as a real build's), with or without its relation_targets."""
+    pub = tmp_path / "pub"
+    rows = [
+        (f"{year}-03-01/event-{i}", f"{2000 + (i * 7 + year) % 25}-05-0{1 + i % 9}/target-{i % 40}")
+        for year in (2019, 2020, 2021)
+        for i in range(3000)
+    ]
+    con = duckdb.connect()
+    con.register(
+        "rel", pa.table({"event_id": [r[0] for r in rows], "related_event_id": [r[1] for r in rows]})
+    )
+    for year in (2019, 2020, 2021):
+        (pub / "relations").mkdir(parents=True, exist_ok=True)
+        part = pub / "relations" / f"{year}.parquet"
+        con.execute(
+            f"COPY (SELECT * FROM rel WHERE event_id LIKE '{year}%' ORDER BY ALL) TO '{part}' ({PARQUET_OPTIONS})"
+        )
+    if with_targets:
+        normalize._write_targets(con, pub, ["2019", "2020", "2021", "none"], workers=2)
+    return pub, rows
+
+
+@pytest.mark.parametrize("named", [True, False])
+@pytest.mark.parametrize("with_targets", [True, False])
+def test_pointing_parts_finds_every_part_pointing_at_the_ids(tmp_path, monkeypatch, named, with_targets):
+    """By constants or by a semi join on the ids' table, through relation_targets or (a
+    publication without it) relations: every part with an item pointing at one of the ids,
+    and no other."""
+    pub, rows = _targets_publication(tmp_path, with_targets)
+    assert (pub / "relation_targets" / "2020.parquet").exists() == with_targets
+    if not named:
+        monkeypatch.setattr(tables, "MAX_NAMED_IDS", 0)
+    con = duckdb.connect()
+    for ids in (
+        [rows[5][1], rows[4321][1], "2024-05-09/no-such-target"],
+        [rows[8000][1]],
+        ["1999-01-01/x"],
+        [],
+    ):
+        con.register("wanted", pa.table({"event_id": pa.array(ids, pa.string())}))
+        expected = sorted({event[:4] for event, target in rows if target in ids})
+        assert tables.pointing_parts(con, pub, ids, "wanted") == expected
+        con.unregister("wanted")
