@@ -49,6 +49,7 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "normalize:event_places",
             "normalize:quarantine",
             "normalize:tag_spellings",
+            "normalize:relation_targets",
             "normalize:files",
         ),
     ),
