@@ -162,11 +162,12 @@ def pointing_parts(
     con: duckdb.DuckDBPyConnection, publication: Path, ids: Sequence[str], table: str
 ) -> list[str]:
     """The year parts of `publication` holding a Related item that points at one of `ids`
-    (also the `event_id` column of the relation `table` in `con`). Asked of `relation_targets`, each
-    part's distinct targets sorted, so only the row groups whose range can hold an id are read:
-    `relations` is sorted by its own events, every row group holds targets of every year, and
-    the same question read all of `related_event_id` (0.25 s at a million events). A
-    publication without it (an older release's) is asked through `relations`."""
+    (also the `event_id` column of the relation `table` in `con`). Asked of
+    `relation_targets`, each part's distinct targets sorted, so only the row groups whose range
+    can hold an id are read: `relations` is sorted by its own events, every row group holds
+    targets of every year, and the same question read all of `related_event_id` (0.25 s at a
+    million events). A publication without it (an older release's) is asked through
+    `relations`."""
     source = next((t for t in ("relation_targets", "relations") if parts(publication, t)), None)
     if not ids or source is None:
         return []

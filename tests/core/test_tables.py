@@ -1,5 +1,7 @@
 """The rows an incremental build recomputed, as the change log and validation select them."""
 
+import os
+
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -66,9 +68,6 @@ def test_a_part_has_row_groups_small_enough_to_skip(part):
 def test_row_counts_read_a_footer_once_per_part_and_see_a_replaced_part(tmp_path, monkeypatch):
     """A hard-linked part (an incremental publication's untouched year) is counted from what
     was read before; a part written anew (temp, then rename) is read again."""
-    import os
-
-    from pipeline.core import tables
 
     def write(path, rows):
         tmp = path.with_name("." + path.name + ".tmp")
