@@ -250,12 +250,18 @@ def write_changes(config: RunConfig, plan: steps.RunPlan, run_id: str, publicati
 
 # --- Publish: make the publication current -----------------------------------------------------
 @task(name="publish-tables", retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
-def publish_tables(config: RunConfig, run_id: str, next_manifest: Path, registry: Registry) -> Path:
+def publish_tables(
+    config: RunConfig,
+    run_id: str,
+    next_manifest: Path,
+    registry: Registry,
+    draft: publishing.CatalogDraft | None = None,
+) -> Path:
     """Swap the catalog and `current` to the new publication, then commit the incremental state."""
     layout = config.layout
     steps.manifest_written(next_manifest)  # an incremental run's, written in the background
     publication = publishing.publish(
-        layout, run_id, config.keep_publications, config.retention, registry=registry
+        layout, run_id, config.keep_publications, config.retention, registry=registry, draft=draft
     )
     steps.commit_manifest(layout, next_manifest)
     return publication
@@ -384,6 +390,7 @@ def _run(config: RunConfig, stage: _Stages, changed: list[str] | None = None) ->
     next_manifest = work / "manifest.parquet"
     listing = work / "discovered.arrow"
     logged: _Pending | None = None  # the change log, recorded beside validation
+    draft: publishing.CatalogDraft | None = None  # the catalog, begun beside validation
     try:
         with record.timed("discover"):
             record.files_seen = stage(discover_files, config, listing, changed)
@@ -420,6 +427,7 @@ def _run(config: RunConfig, stage: _Stages, changed: list[str] | None = None) ->
             normalized.rewritten.get("files") if normalized.rewritten is not None else None,
         )
         steps.check_shrink(config, plan, publication)
+        draft = publishing.CatalogDraft(layout.catalog, publication)
         # An incremental build's change log is computed while validation runs: it is DuckDB
         # work, mostly outside the GIL (0.4 s of a one-file watch batch at 110k events, 1.1 s
         # of a run adding 100 files at 1M). A full build's compares whole tables, and its
@@ -462,7 +470,7 @@ def _run(config: RunConfig, stage: _Stages, changed: list[str] | None = None) ->
         crash_point("publish:runs-written")
         # Not introspected: Prefect walks a task's parameters for futures, and the registry
         # names every publication of the retention window (a watcher's hundreds).
-        stage(publish_tables, config, record.run_id, next_manifest, quote(registry))
+        stage(publish_tables, config, record.run_id, next_manifest, quote(registry), quote(draft))
         runs.append(layout.run_log, record)
     except BaseException as exc:
         if logged is not None:  # nothing may write the change log behind the clean-up below
@@ -478,6 +486,8 @@ def _run(config: RunConfig, stage: _Stages, changed: list[str] | None = None) ->
     finally:
         with suppress(BaseException):  # no writer left in the folder removed below
             steps.forget_manifest(next_manifest)
+        if draft is not None:  # published (taken), or not to be: its file goes
+            draft.discard()
         publishing.discard(work)
     logger.info("published %s events to %s", record.events, layout.catalog)
     # The report after the publish, off the path to a queryable change (a watcher's batches):

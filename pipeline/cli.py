@@ -522,13 +522,13 @@ def _watch(args: argparse.Namespace) -> int:
         try:
             quiet_prefect(verbose=args.verbose)
             from flows.news_etl import news_etl
-            from pipeline.core.prefect_api import prefect_api
+            from pipeline.core.prefect_api import one_client, prefect_api
             from pipeline.transform.incremental import remember_manifests
             from pipeline.watch import Watcher
 
             remember_manifests()  # each batch would read the whole manifest three times
             gc.freeze()
-            with prefect_api():
+            with prefect_api(), one_client():
                 watcher = Watcher(
                     Path(parameters["input"]),
                     layout,

@@ -5,6 +5,7 @@ it against a real catalog in both directions."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from pipeline.core.sqltext import sql_literal
@@ -298,10 +299,13 @@ if set(DICTIONARY) != {*PUBLISHED, *VIEWS}:  # the registry (pipeline/core/table
     )
 
 
-def comment_statements() -> list[str]:
-    """`COMMENT ON` statements that put the dictionary into a DuckDB catalog."""
+def comment_statements(names: Collection[str] | None = None) -> list[str]:
+    """`COMMENT ON` statements that put the dictionary into a DuckDB catalog (of the tables and
+    views in `names`; None: all)."""
     out = []
     for name, entry in DICTIONARY.items():
+        if names is not None and name not in names:
+            continue
         out.append(f"COMMENT ON VIEW {name} IS {sql_literal(entry.description)}")
         for column, text in entry.columns.items():
             out.append(f"COMMENT ON COLUMN {name}.{column} IS {sql_literal(text)}")

@@ -298,6 +298,7 @@ def test_a_critical_failure_publishes_nothing(prefect_server, tmp_path):
     assert Path(good["catalog"]).read_bytes() == catalog_bytes
     assert (tmp_path / "out" / "current").resolve() == Path(good["publication"]).resolve()
     assert [p.name for p in (tmp_path / "out" / "publications").iterdir()] == [Path(good["publication"]).name]
+    assert not list((tmp_path / "out").glob(".*.tmp*"))  # the catalog begun beside validation went
     assert rows(Path(good["catalog"]), "SELECT count(*) FROM events") == [(32,)]
     log = duckdb.sql(
         f"SELECT validation_passed, published FROM read_parquet('{tmp_path}/out/state/runs.parquet') ORDER BY started_at"

@@ -188,3 +188,51 @@ def test_file_statuses_count_only_the_rewritten_parts_against_the_base(tmp_path)
         "parsed": {"": 4},
         "rejected": {"missing_title": 1},
     }
+
+
+def _catalog_shape(catalog: Path) -> list[tuple]:
+    """Every view of a catalog with its SQL and comment, and every column's comment."""
+    con = duckdb.connect(str(catalog), read_only=True)
+    try:
+        views = con.execute(
+            "SELECT view_name, sql, comment FROM duckdb_views() WHERE NOT internal"
+        ).fetchall()
+        columns = con.execute(
+            "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE NOT internal"
+        ).fetchall()
+        return sorted(views) + sorted(columns)
+    finally:
+        con.close()
+
+
+def test_a_catalog_begun_beside_validation_is_the_catalog_built_whole(tmp_path):
+    """A run begins its catalog while it validates (every view but those of the tables written
+    after validation) and completes it at the publish: the same views, SQL and comments as a
+    catalog built whole. A draft of another publication is not used, and a discarded one
+    leaves no file."""
+    from pipeline.publish.catalog import CatalogDraft, build_catalog
+
+    layout = OutputLayout(tmp_path / "out")
+    make_publication(layout, "20260101T000000Z-1", SAMPLE, tmp_path / "work")
+    make_publication(layout, "20260102T000000Z-1", SAMPLE, tmp_path / "work")
+    publication = layout.publication("20260101T000000Z-1")
+    build_catalog(tmp_path / "whole.duckdb", publication)
+
+    draft = CatalogDraft(layout.catalog, publication)
+    taken = draft.take()
+    assert taken is not None and draft.take() is None  # taken once
+    taken.close()
+    draft.discard()
+    assert not draft.tmp.exists()
+    draft = CatalogDraft(layout.catalog, publication)
+    build_catalog(layout.catalog, publication, draft)
+    assert not draft.tmp.exists()
+    assert _catalog_shape(layout.catalog) == _catalog_shape(tmp_path / "whole.duckdb")
+    assert events(layout.catalog) == 32
+
+    other = CatalogDraft(layout.catalog, layout.publication("20260102T000000Z-1"))
+    build_catalog(layout.catalog, publication, other)  # not its draft: built whole
+    assert other.tmp.exists()
+    other.discard()
+    assert sorted(p.name for p in layout.root.glob(".*.tmp*")) == []
+    assert _catalog_shape(layout.catalog) == _catalog_shape(tmp_path / "whole.duckdb")
