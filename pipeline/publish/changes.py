@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.core.config import OutputLayout
@@ -191,12 +192,18 @@ def record(
                 con.register(f"touched_key_{column}", pa.table({column: pa.array(values, pa.string())}))
         # The first publication's keys are never read (a change set starts after a run's
         # transition, and nothing comes before the first): only its events are listed.
+        compared: dict[str, tuple[list[str] | None, str | None]] = {}
         for table in DIFFED if old is not None else ():
             spec = TABLE[table]
             names = None if rewritten is None or spec.layout != YEAR else rewritten.get(table)
             touched[table] = names
-            where = _recomputed_rows(table, rows)
-            save_parquet(entry / f"{table}.parquet", _changed_keys(con, old, new, table, names, where))
+            compared[table] = (names, _recomputed_rows(table, rows))
+        if rows is not None and old is not None:  # a few rows of a few parts: one query
+            found = _changed_keys_at_once(con, old, new, compared)
+        else:
+            found = {t: _changed_keys(con, old, new, t, *compared[t]) for t in compared}
+        for table, keys in found.items():
+            save_parquet(entry / f"{table}.parquet", keys)
         events = _event_changes(con, entry, old, new, target)
         save_parquet(entry / "events-changes.parquet", events)
         # `changes` itself, keyed by run: this run's rows are new; a rollback drops the rows of
@@ -258,6 +265,55 @@ def _changed_keys(
     return pa.concat_tables(pieces, promote_options="permissive").group_by(key).aggregate([])
 
 
+def _changed_keys_at_once(
+    con: duckdb.DuckDBPyConnection,
+    old: Path,
+    new: Path,
+    compared: dict[str, tuple[list[str] | None, str | None]],
+) -> dict[str, pa.Table]:
+    """`_changed_keys` of every table in `compared` (table -> its parts and rows), in one
+    query: an incremental build's recomputed rows are few, and a query per table and part (12
+    in a watcher's one-file batch) paid DuckDB's and its Python layer's fixed cost each time,
+    the change log's largest share of a batch. Each table's keys keep their column's type; a
+    table with no file on either side is asked on its own (`_changed_keys`)."""
+    pieces: list[str] = []
+    found: dict[str, pa.Table] = {}
+    types: dict[str, pa.DataType] = {}
+    for number, (table, (names, where)) in enumerate(compared.items()):
+        (key,) = TABLE[table].key
+        pairs = (
+            [(_part_files(old, table, names), _part_files(new, table, names))]
+            if TABLE[table].layout != YEAR
+            else [
+                (_part_files(old, table, [n]), _part_files(new, table, [n]))
+                for n in (names if names is not None else sorted({*parts(old, table), *parts(new, table)}))
+            ]
+        )
+        files = [f for pair in pairs for side in pair for f in side]
+        if not files:
+            found[table] = _changed_keys(con, old, new, table, names, where)
+            continue
+        types[table] = pq.ParquetFile(files[0]).schema_arrow.field(key).type
+        for old_files, new_files in pairs:
+            if (old_files or new_files) and not _same_files(old_files, new_files):
+                diff = _diff_sql(con, old_files, new_files, [key], where, grouped=True)
+                pieces.append(f"SELECT {number} AS t, CAST({key} AS VARCHAR) AS k FROM ({diff})")
+    result = (
+        _arrow(con, f"SELECT DISTINCT t, k FROM ({' UNION ALL '.join(pieces)}) ORDER BY t, k")
+        if pieces
+        else None
+    )
+    for number, table in enumerate(compared):
+        if table in found:
+            continue
+        (key,) = TABLE[table].key
+        keys = pa.array([], pa.string())
+        if result is not None:
+            keys = result.filter(pc.equal(result["t"], number))["k"].combine_chunks()
+        found[table] = pa.table({key: keys.cast(types[table])})
+    return {table: found[table] for table in compared}
+
+
 def _same_files(old_files: list[str], new_files: list[str]) -> bool:
     """Whether both lists name the same files (hard links of one another), in order."""
     if not old_files or len(old_files) != len(new_files):
@@ -274,13 +330,27 @@ def _diff_sql(
     new_files: list[str],
     key: list[str],
     where: str | None = None,
+    grouped: bool = False,
 ) -> str:
-    """The distinct keys of the rows (those `where` selects) in one set of files and not the other."""
+    """The distinct keys of the rows (those `where` selects) in one set of files and not the other.
+
+    `grouped`: by comparing each key's rows on both sides as sorted lists, which reads each
+    side once where the two `EXCEPT ALL`s read it twice (the same keys: NULLs compare equal
+    in both, and a sorted list is the rows with their repeats). A third less time over the few
+    recomputed rows of an incremental build; a full build's whole parts keep `EXCEPT ALL`."""
     old_cols, new_cols = _columns(old_files), _columns(new_files)
     if old_cols and new_cols and old_cols != new_cols:  # another release's columns: all of it
         return f"SELECT DISTINCT {', '.join(key)} FROM ({_relation(con, old_files, key)} UNION ALL {_relation(con, new_files, key)})"
     cols = new_cols or old_cols or key
     a, b = _relation(con, old_files, cols, where), _relation(con, new_files, cols, where)
+    keys = ", ".join(key)
+    if grouped:
+        side = "SELECT {keys}, {n} AS side, row_values AS r FROM {rows} AS row_values"  # the row as a struct
+        return (
+            f"SELECT {keys} FROM ({side.format(keys=keys, n=0, rows=a)} UNION ALL "
+            f"{side.format(keys=keys, n=1, rows=b)}) GROUP BY {keys} HAVING "
+            "list_sort(list(r) FILTER (WHERE side = 0)) IS DISTINCT FROM list_sort(list(r) FILTER (WHERE side = 1))"
+        )
     return (
         f"SELECT DISTINCT {', '.join(key)} FROM "
         f"((SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b}) UNION ALL (SELECT * FROM {b} EXCEPT ALL SELECT * FROM {a}))"
