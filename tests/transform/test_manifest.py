@@ -180,3 +180,18 @@ def test_a_watcher_keeps_the_committed_manifest_and_notices_a_replaced_amendment
     finally:
         stored.remember(False)
         stored._writing.clear()
+
+
+def test_live_batches_answer_for_each_table_and_hand_out_copies():
+    """The batches a manifest names are remembered by table (a watcher asks twice a batch);
+    each table gets its own answer, and changing an answer changes nothing remembered."""
+    live_batches = stored.live_batches
+    first = pa.table({"batch": ["b1", "b2", "b1"]})
+    second = pa.table({"batch": ["b3"]})
+    answer = live_batches(first)
+    assert answer == {"b1", "b2"}
+    answer.add("b9")
+    assert live_batches(first) == {"b1", "b2"}
+    assert live_batches(second) == {"b3"}
+    assert live_batches(pa.table({"batch": pa.array([], pa.string())})) == set()
+    assert live_batches(first) == {"b1", "b2"}
