@@ -336,8 +336,9 @@ def _diff_sql(
 
     `grouped`: by comparing each key's rows on both sides as sorted lists, which reads each
     side once where the two `EXCEPT ALL`s read it twice (the same keys: NULLs compare equal
-    in both, and a sorted list is the rows with their repeats). A third less time over the few
-    recomputed rows of an incremental build; a full build's whole parts keep `EXCEPT ALL`."""
+    in both, and a sorted list is the rows with their repeats): a quarter to a third less time
+    over the few recomputed rows of an incremental build (measured at 110k events); a full
+    build's whole parts keep `EXCEPT ALL`."""
     old_cols, new_cols = _columns(old_files), _columns(new_files)
     if old_cols and new_cols and old_cols != new_cols:  # another release's columns: all of it
         return f"SELECT DISTINCT {', '.join(key)} FROM ({_relation(con, old_files, key)} UNION ALL {_relation(con, new_files, key)})"
