@@ -265,6 +265,9 @@ def _changed_keys(
     return pa.concat_tables(pieces, promote_options="permissive").group_by(key).aggregate([])
 
 
+UNION_PIECES = 16  # comparisons per query in `_changed_keys_at_once` (a one-file batch: 11)
+
+
 def _changed_keys_at_once(
     con: duckdb.DuckDBPyConnection,
     old: Path,
@@ -298,9 +301,19 @@ def _changed_keys_at_once(
             if (old_files or new_files) and not _same_files(old_files, new_files):
                 diff = _diff_sql(con, old_files, new_files, [key], where, grouped=True)
                 pieces.append(f"SELECT {number} AS t, CAST({key} AS VARCHAR) AS k FROM ({diff})")
+    # A query per UNION_PIECES comparisons: each holds its own hash table, and a run that
+    # emptied the sample archive (every year part of every table, 219 of them in one query)
+    # ran out of the connection's 1 GB.
+    answers = [
+        _arrow(con, f"SELECT DISTINCT t, k FROM ({' UNION ALL '.join(pieces[at : at + UNION_PIECES])})")
+        for at in range(0, len(pieces), UNION_PIECES)
+    ]
     result = (
-        _arrow(con, f"SELECT DISTINCT t, k FROM ({' UNION ALL '.join(pieces)}) ORDER BY t, k")
-        if pieces
+        pa.concat_tables(answers)
+        .group_by(["t", "k"])
+        .aggregate([])
+        .sort_by([("t", "ascending"), ("k", "ascending")])
+        if answers
         else None
     )
     for number, table in enumerate(compared):
