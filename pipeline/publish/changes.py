@@ -274,11 +274,12 @@ def _changed_keys_at_once(
     new: Path,
     compared: dict[str, tuple[list[str] | None, str | None]],
 ) -> dict[str, pa.Table]:
-    """`_changed_keys` of every table in `compared` (table -> its parts and rows), in one
-    query: an incremental build's recomputed rows are few, and a query per table and part (12
-    in a watcher's one-file batch) paid DuckDB's and its Python layer's fixed cost each time,
-    the change log's largest share of a batch. Each table's keys keep their column's type; a
-    table with no file on either side is asked on its own (`_changed_keys`)."""
+    """`_changed_keys` of every table in `compared` (table -> its parts and rows), in a query
+    per `UNION_PIECES` comparisons: an incremental build's recomputed rows are few, and a query
+    per table and part (11-12 in a watcher's one-file batch) paid DuckDB's and its Python
+    layer's fixed cost each time, the change log's largest share of a batch. Each table's keys
+    keep their column's type; a table with no file on either side is asked on its own
+    (`_changed_keys`)."""
     pieces: list[str] = []
     found: dict[str, pa.Table] = {}
     types: dict[str, pa.DataType] = {}
