@@ -249,20 +249,34 @@ def _changed_keys(
     share a part, and DuckDB holds one year at a time (comparing a 1M-event publication whole
     ran out of its 1 GB on relations)."""
     key = list(TABLE[table].key)
+    pairs = _part_pairs(old, new, table, names)
     if TABLE[table].layout != YEAR:
-        old_files, new_files = _part_files(old, table, names), _part_files(new, table, names)
+        ((old_files, new_files),) = pairs
         if _same_files(old_files, new_files):  # hard-linked: nothing can differ
             return _arrow(con, _diff_sql(con, [], [], key))
         return _arrow(con, _diff_sql(con, old_files, new_files, key, where))
-    every = sorted(set(parts(old, table)) | set(parts(new, table))) if old is not None else parts(new, table)
-    pieces = []
-    for name in every if names is None else names:
-        old_files, new_files = _part_files(old, table, [name]), _part_files(new, table, [name])
-        if old_files or new_files:
-            pieces.append(_arrow(con, _diff_sql(con, old_files, new_files, key, where)))
+    pieces = [
+        _arrow(con, _diff_sql(con, old_files, new_files, key, where))
+        for old_files, new_files in pairs
+        if old_files or new_files
+    ]
     if not pieces:
         return _arrow(con, _diff_sql(con, [], [], key))
     return pa.concat_tables(pieces, promote_options="permissive").group_by(key).aggregate([])
+
+
+def _part_pairs(
+    old: Path | None, new: Path, table: str, names: list[str] | None
+) -> list[tuple[list[str], list[str]]]:
+    """The files to compare of `table`, old against new: its one set of files, or each year
+    part of `names` (None: every part either publication has)."""
+    if TABLE[table].layout != YEAR:
+        return [(_part_files(old, table, names), _part_files(new, table, names))]
+    if names is None:
+        names = (
+            sorted(set(parts(old, table)) | set(parts(new, table))) if old is not None else parts(new, table)
+        )
+    return [(_part_files(old, table, [n]), _part_files(new, table, [n])) for n in names]
 
 
 UNION_PIECES = 16  # comparisons per query in `_changed_keys_at_once` (a one-file batch: 11)
@@ -285,14 +299,7 @@ def _changed_keys_at_once(
     types: dict[str, pa.DataType] = {}
     for number, (table, (names, where)) in enumerate(compared.items()):
         (key,) = TABLE[table].key
-        pairs = (
-            [(_part_files(old, table, names), _part_files(new, table, names))]
-            if TABLE[table].layout != YEAR
-            else [
-                (_part_files(old, table, [n]), _part_files(new, table, [n]))
-                for n in (names if names is not None else sorted({*parts(old, table), *parts(new, table)}))
-            ]
-        )
+        pairs = _part_pairs(old, new, table, names)
         files = [f for pair in pairs for side in pair for f in side]
         if not files:
             found[table] = _changed_keys(con, old, new, table, names, where)
