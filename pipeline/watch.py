@@ -40,6 +40,7 @@ from pipeline.core.databases import make_spares
 from pipeline.core.faults import crash_point
 from pipeline.core.storage import save_json
 from pipeline.extract.walk import escape
+from pipeline.publish.catalog import current_run_id, drop_prepared, prepare_catalog
 from pipeline.publish.report import reports_written
 
 DEFAULT_QUIET = 0.3  # seconds without a new event before a batch runs
@@ -201,6 +202,7 @@ class Watcher:
         self.batches = 0
         self.last: dict[str, Any] | None = None
         self.stopping = threading.Event()
+        self.ahead: threading.Thread | None = None
 
     def status(self, busy: str | None = None) -> None:
         """`state/watch.json`: since when, batches so far, the last one, the one running."""
@@ -248,9 +250,17 @@ class Watcher:
             "run_id": result.get("run_id"),
         }
         self.status()
-        # The next batch's databases, opened while this one's tail runs (see core/databases.py).
-        threading.Thread(target=make_spares, name="spare-databases", daemon=True).start()
+        self.ahead = threading.Thread(target=self._ahead, name="ahead-of-next-batch", daemon=True)
+        self.ahead.start()
         return True
+
+    def _ahead(self) -> None:
+        """Ready what the next batch needs while this one's tail runs: its in-memory databases
+        (core/databases.py) and its catalog (`prepare_catalog`)."""
+        make_spares()
+        current = current_run_id(self.layout)
+        if current is not None:
+            prepare_catalog(self.layout.catalog, self.layout.publication(current))
 
     def loop(self) -> None:
         self.status()
@@ -304,9 +314,11 @@ class Watcher:
         finally:
             self._stop(observer, lost)
 
-    @staticmethod
-    def _stop(observer: Any, lost: logging.Handler) -> None:
+    def _stop(self, observer: Any, lost: logging.Handler) -> None:
         observer.stop()
         observer.join(timeout=5)
         for name in _WATCHDOG_LOGS:
             logging.getLogger(name).removeHandler(lost)
+        if self.ahead is not None:
+            self.ahead.join(timeout=5)
+        drop_prepared(self.layout.catalog)  # before the output's lock goes

@@ -144,6 +144,14 @@ def test_watched_changes_equal_a_full_build(prefect_server, tmp_path):
         assert ("A late event",) in rows(OutputLayout(out).catalog, "SELECT title FROM events")
         assert published(out) == full_build(archive, work)
 
+        # The next batch's catalog, made meanwhile, is pointed at its publication and renamed in.
+        (prepared,) = out.glob(".news.duckdb.*.next.tmp")
+        inode = prepared.stat().st_ino
+        (day / "later.md").write_text(event_doc(date="2025-01-05", title="A later event"), encoding="utf-8")
+        watch.settle()
+        assert OutputLayout(out).catalog.stat().st_ino == inode
+        assert ("A later event",) in rows(OutputLayout(out).catalog, "SELECT title FROM events")
+
         edited = next(archive.glob("news/2014/03/18/*.md"))
         edited.write_text(edited.read_text(encoding="utf-8-sig").replace("Crimea", "Krym"), encoding="utf-8")
         next(archive.glob("news/2020/03/11/*.md")).unlink()
@@ -181,6 +189,7 @@ def test_watched_changes_equal_a_full_build(prefect_server, tmp_path):
         assert watch.lines[-1] == "watch stopped (SIGTERM); the publication is intact"
         assert "most recent call first" in watch.stderr()
         assert "already exists" not in watch.stderr()  # watchdog's re-watch warnings, megabytes at scale
+        assert sorted(p.name for p in out.glob(".*.tmp*")) == []  # the next catalog too
     finally:
         if watch.proc.poll() is None:
             watch.proc.kill()

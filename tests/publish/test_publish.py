@@ -200,7 +200,10 @@ def _catalog_shape(catalog: Path) -> list[tuple]:
         columns = con.execute(
             "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE NOT internal"
         ).fetchall()
-        return sorted(views) + sorted(columns)
+        macros = con.execute(
+            "SELECT function_name, macro_definition FROM duckdb_functions() WHERE function_type = 'macro' AND NOT internal"
+        ).fetchall()
+        return sorted(views) + sorted(columns) + sorted(macros)
     finally:
         con.close()
 
@@ -236,3 +239,78 @@ def test_a_catalog_begun_beside_validation_is_the_catalog_built_whole(tmp_path):
     other.discard()
     assert sorted(p.name for p in layout.root.glob(".*.tmp*")) == []
     assert _catalog_shape(layout.catalog) == _catalog_shape(tmp_path / "whole.duckdb")
+
+
+def _with_changes(publication: Path) -> None:
+    """A publication as a run leaves it: with its `changes` table (build_tables makes none)."""
+    from pipeline.publish.changes import CHANGES_SCHEMA
+
+    (publication / "changes").mkdir()
+    pq.write_table(CHANGES_SCHEMA.empty_table(), publication / "changes" / "all.parquet")
+
+
+def test_a_catalog_prepared_ahead_is_pointed_at_the_next_publication(tmp_path):
+    """A watcher makes its next catalog between batches, over the current publication, and the
+    publish points it at the new one: the same views, SQL, comments and macro as a catalog
+    built whole for the new publication, the file renamed into place. Its file outlives a
+    run's clean-up of leftovers, and goes when the watcher drops it; a publication missing a
+    table gets none, and a catalog is never pointed at one (it is built whole, and fails as
+    a whole build does)."""
+    from pipeline.publish import registry as reg
+    from pipeline.publish.catalog import (
+        CatalogDraft,
+        build_catalog,
+        clean_leftovers,
+        drop_prepared,
+        prepare_catalog,
+    )
+
+    layout = OutputLayout(tmp_path / "out")
+    small = write_archive(tmp_path / "small", {"news/2014/06/21/a.md": event_doc(title="A")})
+    old, new = "20260101T000000Z-1", "20260102T000000Z-1"
+    make_publication(layout, old, SAMPLE, tmp_path / "work")
+    make_publication(layout, new, small, tmp_path / "work")
+    for run_id in (old, new):
+        _with_changes(layout.publication(run_id))
+    build_catalog(tmp_path / "whole.duckdb", layout.publication(new))
+
+    assert prepare_catalog(layout.catalog, layout.publication(old))
+    assert not prepare_catalog(layout.catalog, layout.publication(old))  # one is ready
+    (prepared,) = layout.root.glob(".news.duckdb.*.next.tmp")
+    stray = layout.root / ".news.duckdb.999.tmp"  # a killed run's
+    stray.write_bytes(b"x")
+    clean_leftovers(layout, reg.Registry.load(layout.registry, dict))
+    assert not stray.exists() and prepared.exists()
+    inode = prepared.stat().st_ino
+
+    draft = CatalogDraft(layout.catalog, layout.publication(new))
+    assert draft.repoint
+    build_catalog(layout.catalog, layout.publication(new), draft)
+    assert layout.catalog.stat().st_ino == inode  # the prepared file, pointed and renamed
+    assert _catalog_shape(layout.catalog) == _catalog_shape(tmp_path / "whole.duckdb")
+    assert events(layout.catalog) == 1
+    assert sorted(p.name for p in layout.root.glob(".*.tmp*")) == []
+    assert not CatalogDraft(layout.catalog, layout.publication(new)).repoint  # used once
+    CatalogDraft(layout.catalog, layout.publication(new)).discard()
+
+    assert prepare_catalog(layout.catalog, layout.publication(old))
+    drop_prepared(layout.catalog)  # a watcher that stops
+    assert sorted(p.name for p in layout.root.glob(".*.tmp*")) == []
+
+    broken = layout.publication("20260103T000000Z-1")
+    shutil.copytree(layout.publication(new), broken)
+    for part in (broken / "quarantine").iterdir():
+        part.unlink()
+    assert not prepare_catalog(layout.catalog, broken)  # nothing to point from
+    assert sorted(p.name for p in layout.root.glob(".*.tmp*")) == []
+    assert prepare_catalog(layout.catalog, layout.publication(old))
+    draft = CatalogDraft(layout.catalog, broken)
+    assert draft.repoint
+    try:
+        build_catalog(layout.catalog, broken, draft)
+    except duckdb.Error as exc:
+        assert "quarantine" in str(exc)
+    else:
+        raise AssertionError("a catalog was pointed at a publication with no quarantine files")
+    assert sorted(p.name for p in layout.root.glob(".*.tmp*")) == []
+    assert events(layout.catalog) == 1  # the catalog before stays
