@@ -896,3 +896,51 @@ def test_expectation_configurations_built_once_give_the_same_outcomes(clean, tmp
     assert not kept.passed
     for a, b in zip(kept.outcomes, fresh.outcomes, strict=True):
         assert asdict(a) | {"examples": len(a.examples)} == asdict(b) | {"examples": len(b.examples)}
+
+
+def test_metric_ids_hashed_from_plain_json_are_the_converters(clean, tmp_path, monkeypatch):
+    """Great Expectations hashes each metric configuration's JSON into its id; validation
+    builds that JSON directly where the values are plain (`_plain_metric_ids`). On every
+    value GX hashes while validating a publication broken for several suites, and on values
+    that are not plain, the JSON is the one GX's own converter gives."""
+    import copy
+    import datetime as dt
+
+    from great_expectations.core import id_dict
+    from great_expectations.util import convert_to_json_serializable
+
+    broken = tmp_path / "publication"
+    shutil.copytree(clean, broken)
+    con = duckdb.connect()
+    for folder in clean.iterdir():
+        if not folder.name.startswith("."):
+            con.execute(f"CREATE VIEW {folder.name} AS SELECT * FROM read_parquet('{folder}/*.parquet')")
+    for table, sql in (("events", BROKEN[1][1]), ("sources", set_first("sources", "event_id", "NULL"))):
+        shutil.rmtree(broken / table)
+        (broken / table).mkdir()
+        con.execute(f"COPY ({sql}) TO '{broken / table}/all.parquet' (FORMAT parquet)")
+    validate_publication(clean, tmp_path / "c", "r", FILES_SEEN, TODAY, build_docs=False)  # installed
+    plain = id_dict.convert_to_json_serializable
+    assert getattr(plain, "plain", False)
+
+    def same(data) -> bool:
+        ours = plain(copy.deepcopy(data))
+        theirs = convert_to_json_serializable(copy.deepcopy(data))  # it may convert in place
+        return json.dumps(ours, sort_keys=True) == json.dumps(theirs, sort_keys=True)
+
+    seen: list[bool] = []
+
+    def checked(data):
+        seen.append(same(data))
+        return plain(data)
+
+    checked.plain = True  # not wrapped again by the next context's set-up
+    monkeypatch.setattr(id_dict, "convert_to_json_serializable", checked)
+    report = validate_publication(broken, tmp_path / "b", "r", FILES_SEEN, TODAY, build_docs=False)
+    assert not report.passed and len(seen) > 500 and all(seen)
+    for data in (
+        {"column": "x", "mostly": None, "n": 1.5, "nan": float("nan"), 3: True},
+        [1, (2, "a"), {"k": [None]}],
+        {"when": dt.date(2024, 1, 1), "ids": {"b", "a"}, "v": id_dict.IDDict(a=1)},
+    ):
+        assert same(data)
