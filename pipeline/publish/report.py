@@ -285,10 +285,13 @@ class _Later:
                 done.set_exception(exc)
 
 
-# The background report's nice value. Its 0.08 s of CPU per batch (at a million events) ran
-# beside the next batch on two cores that the batch, its validation processes and the Prefect
-# server already filled.
-REPORT_NICE = 10
+# The background report's nice value. Its 0.08 s of CPU per batch (at a million events, 0.15 s
+# at 110k: whole-table queries) ran beside the next batch on two cores that the batch, its
+# validation processes and the Prefect server already filled. At 10 it still had a tenth of a
+# busy core's time (the scheduler's weight 110 against 1024); at 19, 15 against 1024, and it
+# runs when a core is free. Not SCHED_IDLE: under a load that never lets go it would starve,
+# and the watcher waits for its last report before it lets go of the output.
+REPORT_NICE = 19
 
 
 def _yield_cpu() -> None:
