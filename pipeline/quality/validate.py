@@ -516,13 +516,6 @@ def validate_publication(
                 if column.endswith("_date"):  # the tables' DATE columns (`event_date`: daily)
                     keys = keys.cast(pa.date32())
                 con.register(f"touched_key_{column}", pa.table({column: keys}))
-            con.execute("CREATE SCHEMA base")
-            for table in _tables(touched.base):
-                if table not in needed:
-                    continue
-                con.execute(
-                    f"CREATE VIEW base.{table} AS SELECT * FROM read_parquet({sql_literal(table_glob(touched.base, table))})"
-                )
         con.execute(
             "CREATE TABLE run_facts AS SELECT CAST(? AS BIGINT) AS files_seen, CAST(? AS DATE) AS max_date",
             [files_seen, today + dt.timedelta(days=1)],
@@ -953,12 +946,24 @@ def _kept_frame(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, publication: Pa
             "SELECT * FROM frame_now EXCEPT ALL SELECT * FROM frame_before LIMIT 0"
         )  # the same columns
     except duckdb.Error:  # none kept (an earlier release), or another frame: compute it
+        _base_views(con, base, frame_tables(spec))
         con.execute("SET search_path = 'base,main'")
         try:
             con.execute(f"CREATE OR REPLACE TEMP TABLE frame_before AS {spec.frame_sql}")
         finally:
             con.execute("SET search_path = 'main'")
     return "SELECT * FROM frame_now EXCEPT ALL SELECT * FROM frame_before"
+
+
+def _base_views(con: duckdb.DuckDBPyConnection, base: Path, tables: Collection[str]) -> None:
+    """Views of the previous publication's `tables` in the schema `base`, made when a frame is
+    computed over them (a whole-table suite whose frame that publication did not keep): each
+    view reads a footer, and a watcher's one-file batch made a dozen it never used."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS base")
+    for table in _tables(base):
+        if table in tables:
+            glob = sql_literal(table_glob(base, table))
+            con.execute(f"CREATE OR REPLACE VIEW base.{table} AS SELECT * FROM read_parquet({glob})")
 
 
 def _scope_views(
