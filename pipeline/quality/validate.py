@@ -284,7 +284,7 @@ def _plain_metric_ids() -> None:
         return convert(data)
 
     plain.plain = True  # type: ignore[attr-defined]
-    id_dict.convert_to_json_serializable = plain  # type: ignore[attr-defined]
+    id_dict.convert_to_json_serializable = plain
 
 
 _kept = threading.local()  # .configurations: {id(expectation): (expectation, configuration)}
