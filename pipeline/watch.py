@@ -5,7 +5,7 @@ the whole archive is listed, catching up on what changed while it was down), the
 filesystem watcher (watchdog: inotify on Linux, the native APIs elsewhere; polling when the
 system has no watches left) collects the paths of created, modified, removed and moved
 `*.md` files and folders. A batch closes once its files are complete (closed after writing,
-moved or removed) and nothing new came for 0.05 s, else after a quiet period (a file still
+moved or removed) and nothing new came for 0.02 s, else after a quiet period (a file still
 open, or no close events: polling, macOS) or a maximum delay, and the
 same flow runs on those paths alone (`changed_paths`: no walk over the archive), in this
 process: the imports, the Prefect client and the temporary server are set up once. A full
@@ -45,8 +45,11 @@ from pipeline.publish.report import reports_written
 
 DEFAULT_QUIET = 0.3  # seconds without a new event before a batch runs
 # Seconds without a new event before a batch runs when every path in it is complete: its
-# file closed after writing, moved or removed. A burst's events come closer together.
-SETTLE = 0.05
+# file closed after writing, moved or removed. A burst's events come closer together (a
+# script's writes, an unpacked archive, a folder moved in: well under a millisecond apart),
+# and what comes while a batch runs goes with the next one. It is latency added to every
+# change: 0.05 s until session 31.
+SETTLE = 0.02
 DEFAULT_MAX_DELAY = 2.0  # seconds after a batch's first event at the latest
 POLL = 0.1  # the loop's longest wait for an event: how soon it sees a stop, a dead watcher
 DEFAULT_SWEEP = 3600.0  # a full sweep this often, whatever the watcher saw
