@@ -440,12 +440,18 @@ def clean_leftovers(layout: OutputLayout, registry: reg.Registry) -> None:
         registry.save()
     if layout.work.is_dir() and not any(layout.work.iterdir()):
         layout.work.rmdir()
-    with _prepared_lock:  # this process's own, for its next publish
+    # Under the lock: a catalog being prepared (this process's own, for its next publish) is
+    # named before its file is made, so a file this finds is a leftover or named.
+    with _prepared_lock:
         kept = {entry.tmp.name for entry in _prepared.values()}
-    for pattern in (f".{layout.catalog.name}.*.tmp", f".{layout.catalog.name}.*.tmp.wal", ".current.*.tmp"):
-        for leftover in layout.root.glob(pattern):
-            if leftover.name.removesuffix(".wal") not in kept:
-                leftover.unlink(missing_ok=True)
+        for pattern in (
+            f".{layout.catalog.name}.*.tmp",
+            f".{layout.catalog.name}.*.tmp.wal",
+            ".current.*.tmp",
+        ):
+            for leftover in layout.root.glob(pattern):
+                if leftover.name.removesuffix(".wal") not in kept:
+                    leftover.unlink(missing_ok=True)
 
 
 def discard(path: Path) -> None:

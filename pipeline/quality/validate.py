@@ -261,9 +261,10 @@ def _plain_metric_ids() -> None:
     its general converter where the values are plain (str, int, bool, float, None, and dicts
     and lists of those): the converter tries some twenty types on each value, numpy's among
     them, before it reaches None, and every metric configuration is hashed several times
-    while GX plans a validation: a sixth of its time in a watcher's batches (profiled). The
-    JSON, and so every id, is the same as the converter's (tests/quality/test_validate.py);
-    any other value goes to the converter. If GX moves the function, nothing is patched."""
+    while GX plans a validation (py-spy put a sixth of GX's time in a watcher's batches
+    there; validating the sample took 5% less process time, medians of 20). The JSON, and
+    so every id, is the same as the converter's (tests/quality/test_validate.py); any other
+    value goes to the converter. If GX moves the function, nothing is patched."""
     from great_expectations.core import id_dict
 
     convert = getattr(id_dict, "convert_to_json_serializable", None)
