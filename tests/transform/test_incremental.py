@@ -704,3 +704,41 @@ def test_events_dated_ahead_are_looked_for_only_when_the_clock_went_back():
     assert stale(previous, today, staged_on="2026-12-10").to_pylist() == [False, True]  # clock back
     assert stale(previous, today, staged_on=None).to_pylist() == [False, True]  # an older manifest
     assert stale(previous, today, staged_on="2026-12-07").to_pylist() == [False, False]
+
+
+def test_a_part_write_that_fails_beside_the_models_fails_the_run(prefect_server, tmp_path, monkeypatch):
+    """An incremental build writes each table's parts in a thread while it computes the next
+    table's rows: a write that fails there (a full disk) fails the run with that error, after
+    the writes queued behind it are dropped and the thread is gone; nothing is published, and
+    the next run publishes the tables a full build gives."""
+    import threading
+
+    from flows.news_etl import news_etl
+    from pipeline.transform import normalize
+
+    archive = tmp_path / "archive"
+    shutil.copytree(SAMPLE, archive)
+    out = tmp_path / "out"
+    first = news_etl(input=str(archive), output=str(out))
+    touch(archive / "news/2025/01/5/late.md", event_doc(date="2025-01-05", title="Late"))
+    real, written = normalize._write_parts, []
+
+    def full_disk(con, publication, name, *args, **kwargs):
+        if name == "relations":
+            raise OSError(28, "No space left on device")
+        written.append(name)
+        return real(con, publication, name, *args, **kwargs)
+
+    monkeypatch.setattr(normalize, "_write_parts", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        news_etl(input=str(archive), output=str(out), changed_paths=["news/2025/01/5/late.md"])
+    monkeypatch.undo()
+    assert written == ["events", "sources"]  # none after the failed one
+    assert not [t for t in threading.enumerate() if t.name.startswith("write-parts")]
+    catalog = duckdb.connect(str(out / "news.duckdb"), read_only=True)
+    try:
+        assert catalog.execute("SELECT count(*) FROM events").fetchone()[0] == first["events"]
+    finally:
+        catalog.close()
+    result = news_etl(input=str(archive), output=str(out), changed_paths=["news/2025/01/5/late.md"])
+    assert result["published"] and published(result) == full_build(archive, tmp_path / "full")
