@@ -16,7 +16,7 @@ inside the process's budget.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -392,7 +392,7 @@ def _incremental(
             raise
 
     try:
-        writes = {}
+        writes: dict[str, Future[None]] = {}
         for name in EVENT_MODELS:
             if failed:
                 break
