@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import threading
 from collections.abc import Collection
 from contextlib import suppress
@@ -163,6 +164,18 @@ class _Prepared:
 
 _prepared: dict[Path, _Prepared] = {}  # by the catalog it will replace
 _prepared_lock = threading.Lock()
+# The catalog file this process last swapped in, by its path: (inode, size, mtime). The next
+# one is a copy of it while it is still that file (built by this code, pointing at one
+# publication), else built.
+_swapped_in: dict[Path, tuple[int, int, int]] = {}
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def prepare_catalog(catalog: Path, publication: Path) -> bool:
@@ -171,7 +184,10 @@ def prepare_catalog(catalog: Path, publication: Path) -> bool:
     `CatalogDraft` of this catalog takes it, and the publish points its macro at the new
     publication, one statement. Building a catalog (a file, 17 views, 149 comments) took
     0.15 s of CPU in each one-file batch, beside its validation on two busy cores. False when
-    one is ready already or it could not be made (the publish then builds one as before)."""
+    one is ready already or it could not be made (the publish then builds one as before).
+    The catalog this process swapped in last, if it is still in place, is copied instead of
+    built: in a watcher that overlaps the next batch when changes come one after another,
+    and a copy and its opening took 0.02 s of CPU where building took 0.1 s."""
     tmp = catalog.with_name(f".{catalog.name}.{os.getpid()}.next.tmp")
     with _prepared_lock:
         if catalog in _prepared:
@@ -182,10 +198,15 @@ def prepare_catalog(catalog: Path, publication: Path) -> bool:
         if not _all_tables(publication):
             raise FileNotFoundError(publication)  # an earlier release's, or a broken one
         _remove_catalog_files(tmp)
-        con = connect_file(tmp)
-        con.execute("BEGIN TRANSACTION")
-        attach_tables(con, publication)
-        con.execute("COMMIT")
+        ours = _swapped_in.get(catalog)
+        if ours is not None and ours == _identity(catalog):
+            shutil.copyfile(catalog, tmp)  # checkpointed and closed: the file is whole
+            con = connect_file(tmp)
+        else:
+            con = connect_file(tmp)
+            con.execute("BEGIN TRANSACTION")
+            attach_tables(con, publication)
+            con.execute("COMMIT")
     except Exception:
         _close(con)
         con = None
@@ -275,6 +296,9 @@ def build_catalog(catalog: Path, publication: Path, draft: CatalogDraft | None =
             con.close()
         crash_point("publish:catalog-built")
         os.replace(tmp, catalog)
+        found = _identity(catalog)
+        if found is not None:
+            _swapped_in[catalog] = found
     except BaseException:
         _remove_catalog_files(tmp)  # the write-ahead log too: a full disk leaves one behind
         raise

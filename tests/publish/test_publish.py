@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline.core.config import OutputLayout
 from pipeline.core.tables import runs_file
@@ -256,6 +257,7 @@ def test_a_catalog_prepared_ahead_is_pointed_at_the_next_publication(tmp_path):
     run's clean-up of leftovers, and goes when the watcher drops it; a publication missing a
     table gets none, and a catalog is never pointed at one (it is built whole, and fails as
     a whole build does)."""
+    from pipeline.publish import catalog as catalog_module
     from pipeline.publish import registry as reg
     from pipeline.publish.catalog import (
         CatalogDraft,
@@ -293,6 +295,17 @@ def test_a_catalog_prepared_ahead_is_pointed_at_the_next_publication(tmp_path):
     assert not CatalogDraft(layout.catalog, layout.publication(new)).repoint  # used once
     CatalogDraft(layout.catalog, layout.publication(new)).discard()
 
+    # The catalog this process swapped in is copied, not built, and pointed the same way.
+    build_catalog(tmp_path / "whole-old.duckdb", layout.publication(old))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(catalog_module, "attach_tables", None)  # building would fail
+        assert prepare_catalog(layout.catalog, layout.publication(new))
+    build_catalog(
+        layout.catalog, layout.publication(old), CatalogDraft(layout.catalog, layout.publication(old))
+    )
+    assert _catalog_shape(layout.catalog) == _catalog_shape(tmp_path / "whole-old.duckdb")
+    assert events(layout.catalog) == 32
+
     assert prepare_catalog(layout.catalog, layout.publication(old))
     drop_prepared(layout.catalog)  # a watcher that stops
     assert sorted(p.name for p in layout.root.glob(".*.tmp*")) == []
@@ -313,4 +326,4 @@ def test_a_catalog_prepared_ahead_is_pointed_at_the_next_publication(tmp_path):
     else:
         raise AssertionError("a catalog was pointed at a publication with no quarantine files")
     assert sorted(p.name for p in layout.root.glob(".*.tmp*")) == []
-    assert events(layout.catalog) == 1  # the catalog before stays
+    assert events(layout.catalog) == 32  # the catalog before stays
