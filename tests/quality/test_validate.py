@@ -867,6 +867,21 @@ def test_a_quick_first_pass_reports_what_a_full_validation_reports(clean, tmp_pa
     assert titles.success and titles.unexpected_count == 1  # a `mostly` pass, with its count
 
 
+def _broken_for_two_suites(clean: Path, tmp_path: Path) -> Path:
+    """A copy of the clean publication with a duplicated event id and a source with no event."""
+    broken = tmp_path / "publication"
+    shutil.copytree(clean, broken)
+    con = duckdb.connect()
+    for folder in clean.iterdir():
+        if not folder.name.startswith("."):
+            con.execute(f"CREATE VIEW {folder.name} AS SELECT * FROM read_parquet('{folder}/*.parquet')")
+    for table, sql in (("events", BROKEN[1][1]), ("sources", set_first("sources", "event_id", "NULL"))):
+        shutil.rmtree(broken / table)
+        (broken / table).mkdir()
+        con.execute(f"COPY ({sql}) TO '{broken / table}/all.parquet' (FORMAT parquet)")
+    return broken
+
+
 def test_expectation_configurations_built_once_give_the_same_outcomes(clean, tmp_path, monkeypatch):
     """Great Expectations rebuilds an expectation's configuration on every read; validation
     builds each once per expectation object (`_keep_configurations`). On a publication broken
@@ -878,16 +893,7 @@ def test_expectation_configurations_built_once_give_the_same_outcomes(clean, tmp
 
     from pipeline.quality import validate as module
 
-    broken = tmp_path / "publication"
-    shutil.copytree(clean, broken)
-    con = duckdb.connect()
-    for folder in clean.iterdir():
-        if not folder.name.startswith("."):
-            con.execute(f"CREATE VIEW {folder.name} AS SELECT * FROM read_parquet('{folder}/*.parquet')")
-    for table, sql in (("events", BROKEN[1][1]), ("sources", set_first("sources", "event_id", "NULL"))):
-        shutil.rmtree(broken / table)
-        (broken / table).mkdir()
-        con.execute(f"COPY ({sql}) TO '{broken / table}/all.parquet' (FORMAT parquet)")
+    broken = _broken_for_two_suites(clean, tmp_path)
     kept = validate_publication(broken, tmp_path / "k", "r", FILES_SEEN, TODAY, build_docs=False)
     assert getattr(Expectation.configuration.fget, "kept", False)  # the memo was in use
     assert getattr(module._kept, "configurations", None) is None  # and is dropped after
@@ -909,16 +915,7 @@ def test_metric_ids_hashed_from_plain_json_are_the_converters(clean, tmp_path, m
     from great_expectations.core import id_dict
     from great_expectations.util import convert_to_json_serializable
 
-    broken = tmp_path / "publication"
-    shutil.copytree(clean, broken)
-    con = duckdb.connect()
-    for folder in clean.iterdir():
-        if not folder.name.startswith("."):
-            con.execute(f"CREATE VIEW {folder.name} AS SELECT * FROM read_parquet('{folder}/*.parquet')")
-    for table, sql in (("events", BROKEN[1][1]), ("sources", set_first("sources", "event_id", "NULL"))):
-        shutil.rmtree(broken / table)
-        (broken / table).mkdir()
-        con.execute(f"COPY ({sql}) TO '{broken / table}/all.parquet' (FORMAT parquet)")
+    broken = _broken_for_two_suites(clean, tmp_path)
     validate_publication(clean, tmp_path / "c", "r", FILES_SEEN, TODAY, build_docs=False)  # installed
     plain = id_dict.convert_to_json_serializable
     assert getattr(plain, "plain", False)
