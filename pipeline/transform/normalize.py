@@ -380,7 +380,7 @@ def _incremental(
     # more, on two cores that nothing else uses yet (the validation processes start once the
     # parts are written): a one-file batch's parts at 110k were written 35 ms sooner. In table
     # order, so the crash points come in the same order.
-    cursor = con.cursor()
+    cursor = track(con.cursor())  # interrupted on a signal, as `con` is
     writer = ThreadPoolExecutor(1, thread_name_prefix="write-parts")
     failed: list[BaseException] = []
 
@@ -388,7 +388,7 @@ def _incremental(
         if failed:  # an earlier write failed, and with it the run
             return
         try:
-            step(cursor, publication, *args, **kwargs)
+            step(cursor, publication, *args, **kwargs, crash=False)
         except BaseException as exc:
             failed.append(exc)
             raise
@@ -425,8 +425,9 @@ def _incremental(
         (publication / "files").mkdir(parents=True, exist_ok=True)
         writes["files"] = writer.submit(write, _write_parts, "files", file_parts, old, 1, keyed_by_file=True)
         linked += link_untouched(old, publication, "files", file_parts)
-        for done in writes.values():
+        for name, done in writes.items():  # each table's crash point, here: see `_write_parts`
             done.result()
+            crash_point(f"normalize:{name}")
     finally:
         writer.shutdown(wait=True, cancel_futures=True)
         cursor.close()
@@ -500,9 +501,11 @@ def _write_parts(
     old: Path | None,
     workers: int,
     keyed_by_file: bool = False,
+    crash: bool = True,
 ) -> None:
     """Write each part, in the table's ORDER: its fresh rows plus, incrementally, the previous
-    part's untouched rows."""
+    part's untouched rows. `crash`: pass the table's crash point (a caller writing in another
+    thread passes it itself, in its own: a stall there must see the run's signals)."""
     (publication / name).mkdir(parents=True, exist_ok=True)
     jobs = []
     for part in part_keys:
@@ -530,11 +533,12 @@ def _write_parts(
             )
         jobs.append((sql, part_path(publication, name, part)))
     write_parts(con, jobs, PARQUET_OPTIONS, workers)
-    crash_point(f"normalize:{name}")
+    if crash:
+        crash_point(f"normalize:{name}")
 
 
 def _write_targets(
-    con: duckdb.DuckDBPyConnection, publication: Path, part_keys: list[str], workers: int
+    con: duckdb.DuckDBPyConnection, publication: Path, part_keys: list[str], workers: int, crash: bool = True
 ) -> None:
     """`relation_targets` (internal): each written part of `relations`, its distinct targets
     sorted, so that which parts point at given events is read from a few row groups
@@ -549,7 +553,8 @@ def _write_targets(
         if part_path(publication, "relations", part).exists()
     ]
     write_parts(con, jobs, PARQUET_OPTIONS, workers)
-    crash_point("normalize:relation_targets")
+    if crash:
+        crash_point("normalize:relation_targets")
 
 
 def _write_tags(
