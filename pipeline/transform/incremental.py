@@ -184,13 +184,12 @@ _SETTLED_NS = 2_000_000_000
 
 
 def _looks_like_parquet(path: str) -> bool:
-    key = path
     try:
         st = os.lstat(path)
     except OSError:
         return False
     identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    if _whole.get(key) == identity:
+    if _whole.get(path) == identity:
         return True
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -206,7 +205,7 @@ def _looks_like_parquet(path: str) -> bool:
     # Remembered once its times are settled: a file changed within the clock's tick of its
     # last change could otherwise keep both times (the racy-git problem).
     if whole and time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
-        _whole[key] = identity
+        _whole[path] = identity
     return whole
 
 

@@ -255,9 +255,11 @@ def _full(
         if name != "events":
             _fresh(con, name)
         _write_parts(con, publication, name, event_parts, None, workers)
+        crash_point(f"normalize:{name}")
         if name not in ("events", "relation_tags"):
             con.execute(f"DROP TABLE fresh_{name}")
     _write_targets(con, publication, event_parts, workers)
+    crash_point("normalize:relation_targets")
     _fresh(con, "files")
     file_parts = sorted(
         {
@@ -268,6 +270,7 @@ def _full(
         }
     )
     _write_parts(con, publication, "files", file_parts, None, workers)
+    crash_point("normalize:files")
     _write_tags(con, publication)
     _write_countries(con, publication)
     return NormalizeResult(
@@ -388,7 +391,7 @@ def _incremental(
         if failed:  # an earlier write failed, and with it the run
             return
         try:
-            step(cursor, publication, *args, **kwargs, crash=False)
+            step(cursor, publication, *args, **kwargs)
         except BaseException as exc:
             failed.append(exc)
             raise
@@ -425,8 +428,8 @@ def _incremental(
         (publication / "files").mkdir(parents=True, exist_ok=True)
         writes["files"] = writer.submit(write, _write_parts, "files", file_parts, old, 1, keyed_by_file=True)
         linked += link_untouched(old, publication, "files", file_parts)
-        for name, done in writes.items():  # each table's crash point, here: see `_write_parts`
-            done.result()
+        for name, done in writes.items():  # each table's crash point, in this thread (a stall
+            done.result()  # there must see the run's signals), after its write
             crash_point(f"normalize:{name}")
     finally:
         writer.shutdown(wait=True, cancel_futures=True)
@@ -501,11 +504,9 @@ def _write_parts(
     old: Path | None,
     workers: int,
     keyed_by_file: bool = False,
-    crash: bool = True,
 ) -> None:
     """Write each part, in the table's ORDER: its fresh rows plus, incrementally, the previous
-    part's untouched rows. `crash`: pass the table's crash point (a caller writing in another
-    thread passes it itself, in its own: a stall there must see the run's signals)."""
+    part's untouched rows. The caller passes the table's crash point once it is written."""
     (publication / name).mkdir(parents=True, exist_ok=True)
     jobs = []
     for part in part_keys:
@@ -533,12 +534,10 @@ def _write_parts(
             )
         jobs.append((sql, part_path(publication, name, part)))
     write_parts(con, jobs, PARQUET_OPTIONS, workers)
-    if crash:
-        crash_point(f"normalize:{name}")
 
 
 def _write_targets(
-    con: duckdb.DuckDBPyConnection, publication: Path, part_keys: list[str], workers: int, crash: bool = True
+    con: duckdb.DuckDBPyConnection, publication: Path, part_keys: list[str], workers: int
 ) -> None:
     """`relation_targets` (internal): each written part of `relations`, its distinct targets
     sorted, so that which parts point at given events is read from a few row groups
@@ -553,8 +552,6 @@ def _write_targets(
         if part_path(publication, "relations", part).exists()
     ]
     write_parts(con, jobs, PARQUET_OPTIONS, workers)
-    if crash:
-        crash_point("normalize:relation_targets")
 
 
 def _write_tags(
