@@ -193,7 +193,7 @@ def parse_changes(
     if delta is not None:  # the plan needs only the known entries of the paths it looks at
         files = _delta_listing(config, previous, delta, broken, plan.staged_on)
         known = previous.filter(among(previous["file_path"], files["rel_path"]))
-    todo = incremental.plan(files, known, config.today, broken, plan.staged_on)
+    todo, dropped_rows = incremental.planned(files, known, config.today, broken, plan.staged_on)
     # Validation's start-up (GX import and context, ~2 s) runs in its own process during the
     # parse and normalize whenever there is something to validate (unless `run` started it
     # already): at 1M events a run adding 100 files parsed and normalized for 6.6 s, then
@@ -220,6 +220,7 @@ def parse_changes(
         [r.batch for r in results],
         with_changes=plan.base is not None,
         delta=delta,
+        dropped_rows=dropped_rows if delta is None else None,  # rows of `known`, not `previous`
     )
     if changes is not None:  # the incremental build's list of changed files
         save_parquet(incremental.changes_path(next_manifest), changes)
@@ -245,7 +246,7 @@ def parse_changes(
     if unchanged:
         commit_manifest(layout, next_manifest)
     count = todo.num_rows
-    del files, previous, state, todo, manifest, changes, dropped, added, amendment
+    del files, previous, state, todo, dropped_rows, manifest, changes, dropped, added, amendment
     release_arrow_memory()
     return ParseInfo(count, unchanged, warnings)
 

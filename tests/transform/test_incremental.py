@@ -499,6 +499,17 @@ def test_a_delta_listing_gives_the_manifest_a_whole_listing_gives(tmp_path):
         return incremental.next_manifest(files, parsed, previous, staging, ["new"], True, with_delta)
 
     by_listing, by_delta = run(whole, None), run(delta.fresh, delta)
+    # A run's plan finds the files to parse and the entries to drop in one join: the same
+    # manifest as the next manifest's own join of the listing.
+    planned = incremental.planned(whole, previous)
+    assert planned.todo.equals(parsed)
+    assert planned.dropped.tolist() == [1, 2, 3, 4]  # b.md gone, c.md and d/2.md parsed again, d/1.md gone
+    by_plan = incremental.next_manifest(
+        whole, planned.todo, previous, staging, ["new"], True, None, planned.dropped
+    )
+    assert by_plan.table.equals(by_listing.table) and by_plan.same == by_listing.same
+    assert by_plan.changes.sort_by("file_path").equals(by_listing.changes.sort_by("file_path"))
+    assert by_plan.dropped.equals(by_listing.dropped)
     assert by_delta.table.sort_by("file_path").equals(by_listing.table.sort_by("file_path"))
     assert by_delta.table.column("file_path").to_pylist() == [
         "a.md",
