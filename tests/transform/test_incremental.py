@@ -718,9 +718,9 @@ def test_events_dated_ahead_are_looked_for_only_when_the_clock_went_back():
 
 
 def test_a_part_write_that_fails_beside_the_models_fails_the_run(prefect_server, tmp_path, monkeypatch):
-    """An incremental build writes each table's parts in a thread while it computes the next
+    """An incremental build writes each table's parts in threads while it computes the next
     table's rows: a write that fails there (a full disk) fails the run with that error, after
-    the writes queued behind it are dropped and the thread is gone; nothing is published, and
+    the writes queued behind it are dropped and the threads are gone; nothing is published, and
     the next run publishes the tables a full build gives."""
     import threading
 
@@ -744,7 +744,8 @@ def test_a_part_write_that_fails_beside_the_models_fails_the_run(prefect_server,
     with pytest.raises(OSError, match="No space left"):
         news_etl(input=str(archive), output=str(out), changed_paths=["news/2025/01/5/late.md"])
     monkeypatch.undo()
-    assert written == ["events", "sources"]  # none after the failed one
+    # None after the failed one but the one the other writer may have begun meanwhile.
+    assert sorted(written[:2]) == ["events", "sources"] and written[2:] in ([], ["relation_tags"])
     assert not [t for t in threading.enumerate() if t.name.startswith("write-parts")]
     catalog = duckdb.connect(str(out / "news.duckdb"), read_only=True)
     try:
