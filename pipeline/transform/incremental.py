@@ -313,23 +313,12 @@ def next_manifest(
     that differ from `previous` (file_path, old_event_id, new_event_id, and `known`: true
     when `previous` had the file; files gone, parsed again or new), so that an incremental
     build need not join two whole manifests to find them (0.75 s at a million files); a full
-    build does not ask (its list would be every file). `dropped_rows`: the rows of `previous`
-    to drop, as `planned` found them (`parsed` is its `todo`), else joined here."""
-    if dropped_rows is not None:
+    build does not ask (its list would be every file). Without `delta`, `dropped_rows` are the
+    rows of `previous` to drop, as `planned` found them (`parsed` is its `todo`)."""
+    if delta is None:
+        if dropped_rows is None:
+            raise ValueError("next_manifest needs the listing's delta or the plan's dropped rows")
         rows = dropped_rows
-    elif delta is None:
-        # The rows to drop (gone from the listing, or parsed again) by a join in DuckDB: 0.1 s
-        # for a million files, pyarrow's is_in 0.4 s.
-        with _duckdb() as con:
-            con.register("previous_paths", _numbered(previous.select(["file_path"])))
-            con.register("listed", listing.select(["rel_path"]))
-            con.register("parsed", parsed.select(["rel_path"]))
-            dropped = con.sql(
-                """SELECT row FROM previous_paths
-                   WHERE file_path NOT IN (SELECT rel_path FROM listed)
-                      OR file_path IN (SELECT rel_path FROM parsed)"""
-            ).to_arrow_table()
-        rows = np.sort(dropped.column(0).to_numpy())
     else:  # a few paths: hash lookups against them, 20 ms at a million files
         paths = previous["file_path"]
         fresh = listing["rel_path"].combine_chunks()

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 from pipeline.core.tables import PUBLISHED
@@ -495,12 +496,18 @@ def test_a_delta_listing_gives_the_manifest_a_whole_listing_gives(tmp_path):
         staging / "stg_files-new.parquet",
     )
 
-    def run(files: pa.Table, with_delta: ListingDelta | None) -> incremental.NextManifest:
-        return incremental.next_manifest(files, parsed, previous, staging, ["new"], True, with_delta)
+    def run(files: pa.Table, with_delta: ListingDelta | None, dropped=None) -> incremental.NextManifest:
+        return incremental.next_manifest(files, parsed, previous, staging, ["new"], True, with_delta, dropped)
 
-    by_listing, by_delta = run(whole, None), run(delta.fresh, delta)
+    # The entries a whole listing drops, found by hand: gone from it, or parsed again.
+    listed, again = set(whole["rel_path"].to_pylist()), set(parsed["rel_path"].to_pylist())
+    by_hand = np.array(
+        [i for i, p in enumerate(previous["file_path"].to_pylist()) if p not in listed or p in again],
+        np.int64,
+    )
+    by_listing, by_delta = run(whole, None, by_hand), run(delta.fresh, delta)
     # A run's plan finds the files to parse and the entries to drop in one join: the same
-    # manifest as the next manifest's own join of the listing.
+    # manifest as those entries give.
     planned = incremental.planned(whole, previous)
     assert planned.todo.equals(parsed)
     assert planned.dropped.tolist() == [1, 2, 3, 4]  # b.md gone, c.md and d/2.md parsed again, d/1.md gone
